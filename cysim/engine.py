@@ -1,0 +1,268 @@
+"""The chip's dynamics and the bridge from a configuration to the compiled integrator.
+
+Model equations (hardware time ``t`` [us], potentials [V], currents as ``I/C`` [V/us]),
+per neuron circuit::
+
+    dV/dt   = -(V - E_L)/tau_m + I_exc - I_inh + I_bias
+              + [Delta_T/tau_m * exp((V - V_T)/Delta_T)]   (exponential term switched on)
+              - [w]                                         (adaptation switched on)
+    dI_x/dt = -I_x / tau_syn_x,      I_x += w_syn * gain  at every arriving event
+    tau_w dw/dt = a (V - E_L) - w,   w += b               at every spike
+    V >= V_th (spiking switched on):  spike; V = V_reset for t_ref
+
+In conductance-based mode the synaptic states are conductances ``g_x`` [1/us] and the
+input becomes ``g_exc (E_exc - V) + g_inh (E_inh - V)``. The membrane stays within the
+supply rails ``[0, V_RAIL]``. Temporal noise is an Ornstein-Uhlenbeck term on ``V`` with
+stationary standard deviation ``sigma`` (exact for the leak alone).
+
+Integration on a fixed grid ``t_n = n dt``:
+
+- The linear part (leak, exponentially decaying currents, constant current) is integrated
+  exactly over each step with precomputed propagators (no error from the step size).
+- The exponential and adaptation terms are held constant over a step (exponential Euler,
+  first order in ``dt``); ``tests/scenarios/test_adex_convergence.py`` shows the error
+  falling linearly with ``dt``. Conductance-based input uses the exact solution for the
+  step-averaged conductances.
+- Every event reaches its synapses :data:`~cysim.constants.ROUTING_LATENCY_US` after it
+  was sent, rounded to the nearest grid point.
+- Threshold crossings are located by linear interpolation inside the step and time-stamped
+  at the FPGA's 8 ns resolution.
+- CADC samples read the state on the grid; MADC samples interpolate linearly between
+  grid points (use ``dt_us <= 0.034`` for the MADC's full bandwidth).
+
+Circuits without any input, bias or chance to spike ("passive") are not integrated step by
+step: their membrane is an exact Ornstein-Uhlenbeck process around ``E_L`` sampled at the
+CADC sample times.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from statistics import NormalDist
+
+import numpy as np
+
+from . import constants as C
+
+try:
+    from . import _engine
+except ImportError as exc:  # pragma: no cover - depends on the build
+    raise ImportError(
+        "The compiled engine of cysim (cysim._engine) is not built. Rebuild it with "
+        "`pip install -e .` (or `python setup.py build_ext --inplace`) in the repository root."
+    ) from exc
+
+COBA_REFERENCE_V = 0.3  # a COBA weight gives the CUBA current at this driving force
+N_KEYS = C.N_BUSES << C.ADDRESS_BITS
+
+FLAG_SPIKE, FLAG_EXP, FLAG_ADAPT, FLAG_COBA = 1, 2, 4, 8
+
+
+@lru_cache(maxsize=1)
+def normal_table() -> np.ndarray:
+    """Inverse-CDF table of the standard normal (4096 levels, scaled to unit variance)."""
+    nd = NormalDist()
+    p = (np.arange(4096) + 0.5) / 4096
+    table = np.array([nd.inv_cdf(x) for x in p])
+    return table / table.std()
+
+
+def _keys(bus_masks: np.ndarray, addresses: np.ndarray):
+    """Routing keys (bus << 11 | address) of each source with a bus bit mask."""
+    src, bus = np.nonzero((bus_masks[:, None].astype(np.int64) >> np.arange(C.N_BUSES)) & 1)
+    keys = (bus << C.ADDRESS_BITS) | addresses[src].astype(np.int64)
+    ptr = np.zeros(bus_masks.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=bus_masks.size), out=ptr[1:])
+    return ptr, keys.astype(np.int32)
+
+
+def synapse_targets(config, physics, params):
+    """All synapses an event can reach, grouped by routing key.
+
+    Returns ``(key_ptr, circuit, channel, amplitude)``: the synapses reached by key ``k``
+    are entries ``key_ptr[k]:key_ptr[k+1]`` of the other arrays (channel 0 exc, 1 inh;
+    amplitude in V/us, or 1/us for conductance-based circuits).
+    """
+    w = config.array("synapse_weights")
+    modes = config.array("row_modes")
+    rows = np.arange(C.N_ROWS)
+    row_on = (modes != C.ROW_OFF) & config.array("driver_enable")[:, rows // 2]
+    h, r, c = np.nonzero((w > 0) & row_on[:, :, None])
+    d = r // 2
+    bus = h * C.N_PADI_BUSES + d % C.N_PADI_BUSES
+    select = config.array("driver_row_select")[h, d].astype(np.int64)
+    key = (bus.astype(np.int64) << C.ADDRESS_BITS) | (select << 6) | config.array("synapse_labels")[h, r, c]
+    circuit = h * C.N_COLUMNS + c
+    channel = (modes[h, r] == C.ROW_INH).astype(np.int64)
+    gain = np.where(channel == 0, params.syn_gain_exc[circuit], params.syn_gain_inh[circuit])
+    coba = config.array("enable_coba")[circuit]
+    gain = np.where(coba, gain / COBA_REFERENCE_V, gain)
+    amp = w[h, r, c] * physics.driver_gain[h, d] * physics.synapse_gain[h, r, c] * gain
+    srt = np.argsort(key, kind="stable")
+    key_ptr = np.zeros(N_KEYS + 1, dtype=np.int64)
+    np.cumsum(np.bincount(key, minlength=N_KEYS), out=key_ptr[1:])
+    return key_ptr, circuit[srt], channel[srt], amp[srt]
+
+
+def _propagator(h, tau_m, tau_s):
+    """Exact response of V over a step ``h`` to a unit exponentially decaying current."""
+    x = h * (1.0 / tau_m - 1.0 / tau_s)
+    small = np.abs(x) < 1e-8
+    ratio = np.where(small, 1.0 + x / 2, np.expm1(np.where(small, 1.0, x)) / np.where(small, 1.0, x))
+    return h * np.exp(-h / tau_m) * ratio
+
+
+def compile_config(config, physics):
+    """Physical circuit parameters and the routing table of a configuration."""
+    params = physics.circuit_parameters(
+        {n: config.array(n).astype(np.float64) for n in C.CAPMEM_FIELDS},
+        {n: config.array(n) for n in C.SWITCH_FIELDS},
+    )
+    return params, synapse_targets(config, physics, params)
+
+
+def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, compiled=None):
+    """Everything the integrator needs for one batched run, as a dict of arrays.
+
+    ``compiled`` is the result of :func:`compile_config` for this configuration, when the
+    caller has it cached.
+    """
+    params, (key_ptr, circuit, channel, amp) = compiled or compile_config(config, physics)
+    sw = {n: config.array(n) for n in C.SWITCH_FIELDS}
+
+    # --- which circuits must be integrated ----------------------------------------------
+    active = np.zeros(C.N_CIRCUITS, dtype=bool)
+    active[circuit] = True
+    active |= params.bias_current != 0
+    active |= sw["enable_spiking"] & (params.v_leak + 8 * params.noise_sigma_v >= params.v_threshold)
+    active |= sw["enable_exponential"] & ((params.v_leak - params.v_exp) / params.delta_t_v > -12.0)
+    active[list(config.madc_circuits)] = True
+    order = np.concatenate([np.flatnonzero(active), np.flatnonzero(~active)])
+    local = np.empty(C.N_CIRCUITS, dtype=np.int64)
+    local[order] = np.arange(C.N_CIRCUITS)
+    n = int(active.sum())
+    act = order[:n]
+
+    # --- routing table: key -> (local target, amplitude) ------------------------------
+    key_target = (channel * n + local[circuit]).astype(np.int32)
+
+    spiking_out = sw["enable_output"] & sw["enable_spiking"]
+    out_ptr, out_keys = _keys(
+        np.where(spiking_out, config.array("output_buses"), 0)[act], config.array("output_address")[act]
+    )
+    bg_mode = config.array("bg_mode").astype(np.uint8)
+    bg_ptr, bg_keys = _keys(np.where(bg_mode > 0, config.array("bg_buses"), 0), config.array("bg_address"))
+    bg_seed = config.array("bg_seed").astype(np.uint64)
+    bg_seeds = (bg_seed[None, :] << np.uint64(32)) ^ (
+        trial_seeds[:, None].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    )
+
+    # --- stimulus ------------------------------------------------------------------------
+    n_steps = int(np.ceil(duration_us / dt_us - 1e-9))
+    if stimulus.n_trials == 1 and trials > 1:
+        ev_trial = np.repeat(np.arange(trials), len(stimulus))
+        ev_time = np.tile(stimulus.times_us, trials)
+        ev_label = np.tile(stimulus.labels, trials)
+    else:
+        ev_trial, ev_time, ev_label = stimulus.trials, stimulus.times_us, stimulus.labels
+    ev_step = np.rint((ev_time + C.ROUTING_LATENCY_US) / dt_us).astype(np.int64)
+    keep = ev_step < n_steps
+    ev_trial, ev_step, ev_label = ev_trial[keep], ev_step[keep], ev_label[keep]
+    ev_ptr = np.zeros(trials + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ev_trial, minlength=trials), out=ev_ptr[1:])
+
+    # --- per-circuit propagators (local order) ------------------------------------------
+    p = {name: getattr(params, name)[order] for name in params.__dataclass_fields__}
+    tau_m, tau_e, tau_i = p["tau_mem_us"], p["tau_syn_exc_us"], p["tau_syn_inh_us"]
+    h = dt_us
+    p_mem = np.exp(-h / tau_m)
+    flags = (
+        sw["enable_spiking"] * FLAG_SPIKE
+        + sw["enable_exponential"] * FLAG_EXP
+        + sw["enable_adaptation"] * FLAG_ADAPT
+        + sw["enable_coba"] * FLAG_COBA
+    )[order].astype(np.uint8)
+    cadc_times = (
+        np.arange(0.0, duration_us - 1e-9, config.cadc_period_us) if config.cadc_enable else np.zeros(0)
+    )
+    madc_times = np.arange(0.0, duration_us - 1e-9, C.MADC_PERIOD_US) if config.madc_circuits else np.zeros(0)
+    rho = np.exp(-config.cadc_period_us / tau_m)
+    return {
+        "order": order,
+        "n": n,
+        "n_total": C.N_CIRCUITS,
+        "n_trials": int(trials),
+        "dt": float(h),
+        "n_steps": n_steps,
+        "latency": C.ROUTING_LATENCY_US,
+        "rail": C.V_RAIL_V,
+        "ring_len": int(np.ceil((C.ROUTING_LATENCY_US + h) / h)) + 2,
+        "params": p,
+        "e_l": p["v_leak"],
+        "v_reset": p["v_reset"],
+        "v_th": p["v_threshold"],
+        "v_t": p["v_exp"],
+        "delta_t": p["delta_t_v"],
+        "e_rev_e": p["e_rev_exc"],
+        "e_rev_i": p["e_rev_inh"],
+        "inv_tau_m": 1.0 / tau_m,
+        "p_mem": p_mem,
+        "p_vexc": _propagator(h, tau_m, tau_e),
+        "p_vinh": _propagator(h, tau_m, tau_i),
+        "p_vconst": -tau_m * np.expm1(-h / tau_m),
+        "p_exc": np.exp(-h / tau_e),
+        "p_inh": np.exp(-h / tau_i),
+        "f_exc": -tau_e * np.expm1(-h / tau_e) / h,
+        "f_inh": -tau_i * np.expm1(-h / tau_i) / h,
+        "p_w": np.exp(-h / p["tau_w_us"]),
+        "a": p["adapt_a"],
+        "b": p["adapt_b"],
+        "i_bias": p["bias_current"],
+        "noise_step": p["noise_sigma_v"] * np.sqrt(1.0 - p_mem**2),
+        "ref_steps": np.rint(p["refractory_us"] / h),
+        "flags": flags,
+        "spike_en": (flags & FLAG_SPIKE).astype(np.float64),
+        "special": np.flatnonzero(flags[:n] & (FLAG_EXP | FLAG_ADAPT | FLAG_COBA)).astype(np.int32),
+        "n_special": int(np.count_nonzero(flags[:n] & (FLAG_EXP | FLAG_ADAPT | FLAG_COBA))),
+        "has_noise": bool(np.any(p["noise_sigma_v"][:n] > 0)),
+        "key_ptr": key_ptr,
+        "key_target": key_target,
+        "key_amp": amp,
+        "out_ptr": out_ptr,
+        "out_keys": out_keys,
+        "ev_ptr": ev_ptr,
+        "ev_step": ev_step,
+        "ev_key": ev_label.astype(np.int32),
+        "n_bg": C.N_BACKGROUND_GENERATORS,
+        "bg_mode": bg_mode,
+        "bg_period": config.array("bg_period_cycles").astype(np.float64) * C.BG_CLOCK_US,
+        "bg_ptr": bg_ptr,
+        "bg_keys": bg_keys,
+        "bg_seeds": bg_seeds,
+        "noise_seeds": trial_seeds.astype(np.uint64),
+        "normal_table": normal_table(),
+        "passive_rho": rho,
+        "passive_sigma": p["noise_sigma_v"] * np.sqrt(1.0 - rho**2),
+        "cadc_gain": C.CADC_LSB_PER_V * physics.cadc_gain[order],
+        "cadc_offset": physics.cadc_offset_lsb[order],
+        "cadc_noise": float(physics.cadc_noise_lsb),
+        "madc_gain": C.MADC_LSB_PER_V * physics.madc_gain[order],
+        "madc_offset": physics.madc_offset_lsb[order],
+        "madc_noise": float(physics.madc_noise_lsb),
+        "cadc_times": cadc_times,
+        "cadc_steps": np.rint(cadc_times / h).astype(np.int64),
+        "n_cadc": cadc_times.size,
+        "madc_times": madc_times,
+        "madc_local": local[list(config.madc_circuits)].astype(np.int32),
+        "n_madc": len(config.madc_circuits),
+        "n_madc_samples": madc_times.size,
+        "madc_period": C.MADC_PERIOD_US,
+    }
+
+
+def simulate(inp: dict, threads: int | None = None):
+    """Run the compiled integrator; see :func:`cysim._engine.simulate`."""
+    if threads is None:
+        threads = min(os.cpu_count() or 1, inp["n_trials"])
+    return _engine.simulate(inp, int(threads))
