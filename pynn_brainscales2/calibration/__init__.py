@@ -1,0 +1,23 @@
+"""Calibration by measurement: model targets -> per-circuit CapMem values.
+
+>>> from cysim import VirtualChip
+>>> from pynn_brainscales2.calibration import CalibrationTargets, calibrate
+>>> result = calibrate(VirtualChip(seed=0), CalibrationTargets(tau_mem_us=10.0), cache=False)
+>>> bool(abs(result.residual["tau_mem_us"]).max() < 0.05)
+True
+"""
+
+from .cache import calibrate, default_cache_dir
+from .lif import CALIBRATION_VERSION, LIF_CELLS, CalibrationResult, calibrate_lif
+from .targets import RANGES, CalibrationTargets
+
+__all__ = [
+    "calibrate",
+    "calibrate_lif",
+    "default_cache_dir",
+    "CalibrationTargets",
+    "CalibrationResult",
+    "CALIBRATION_VERSION",
+    "LIF_CELLS",
+    "RANGES",
+]

@@ -1,0 +1,146 @@
+"""Calibration targets in hardware units, with the chip's documented ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from cysim import constants as C
+
+from ..errors import CalibrationRangeError
+
+N = C.N_CIRCUITS
+
+#: documented calibratable ranges (HARDWARE.md); the synaptic gain range is the one the
+#: synaptic-input transconductance covers on every circuit of a typical chip
+RANGES = {
+    "tau_mem_us": C.TAU_MEM_RANGE_US,
+    "tau_syn_exc_us": C.TAU_SYN_RANGE_US,
+    "tau_syn_inh_us": C.TAU_SYN_RANGE_US,
+    "leak_lsb": C.LEAK_RANGE_LSB,
+    "reset_lsb": C.RESET_RANGE_LSB,
+    "threshold_lsb": C.THRESHOLD_RANGE_LSB,
+    "refractory_us": C.REFRACTORY_RANGE_US,
+    "syn_gain_exc": (0.01, 0.5),
+    "syn_gain_inh": (0.01, 0.5),
+}
+UNITS = {
+    "tau_mem_us": "us",
+    "tau_syn_exc_us": "us",
+    "tau_syn_inh_us": "us",
+    "leak_lsb": "CADC LSB",
+    "reset_lsb": "CADC LSB",
+    "threshold_lsb": "CADC LSB",
+    "refractory_us": "us",
+    "syn_gain_exc": "LSB/us per weight step",
+    "syn_gain_inh": "LSB/us per weight step",
+}
+
+
+@dataclass(frozen=True)
+class CalibrationTargets:
+    """Per-circuit targets of a LIF calibration, in hardware units.
+
+    Every field takes a scalar (all circuits) or an array of 512 values; NaN leaves a
+    circuit uncalibrated for that parameter... except that all parameters of a calibrated
+    circuit must be given. Use :meth:`for_circuits` to calibrate a subset.
+
+    Parameters
+    ----------
+    tau_mem_us : membrane time constant [us], 0.5..60
+    tau_syn_exc_us, tau_syn_inh_us : synaptic time constants [us], 0.3..30
+    leak_lsb, reset_lsb : leak and reset potentials [CADC LSB], 50..160
+    threshold_lsb : spike threshold [CADC LSB], 50..220
+    refractory_us : refractory time [us], 0.04..32
+    syn_gain_exc, syn_gain_inh : jump of the synaptic input per weight step, as the rate of
+        change of the membrane it causes [CADC LSB/us], 0.01..0.5
+    circuits : bool mask of the circuits to calibrate (default: all 512)
+
+    Examples
+    --------
+    >>> t = CalibrationTargets(tau_mem_us=10.0, threshold_lsb=150.0)
+    >>> t.array("tau_mem_us").shape
+    (512,)
+    """
+
+    tau_mem_us: object = 10.0
+    tau_syn_exc_us: object = 5.0
+    tau_syn_inh_us: object = 5.0
+    leak_lsb: object = 80.0
+    reset_lsb: object = 70.0
+    threshold_lsb: object = 140.0
+    refractory_us: object = 2.0
+    syn_gain_exc: object = 0.1
+    syn_gain_inh: object = 0.1
+    circuits: object = None
+
+    def __post_init__(self):
+        for name in RANGES:
+            value = np.broadcast_to(np.asarray(getattr(self, name), dtype=np.float64), (N,)).copy()
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+        mask = np.ones(N, bool) if self.circuits is None else np.zeros(N, bool)
+        if self.circuits is not None:
+            c = np.asarray(self.circuits)
+            if c.dtype == bool:
+                mask[:] = np.broadcast_to(c, (N,))
+            else:
+                if c.size and (c.min() < 0 or c.max() >= N):
+                    raise CalibrationRangeError(
+                        f"circuits: indices must lie in 0..{N - 1}, got {c.min()}..{c.max()}."
+                    )
+                mask[c] = True
+        mask.setflags(write=False)
+        object.__setattr__(self, "circuits", mask)
+        self.check()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(RANGES)
+
+    def array(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def check(self) -> None:
+        """Refuse targets outside the chip's documented ranges (before any measurement)."""
+        sel = self.circuits
+        for name, (lo, hi) in RANGES.items():
+            v = self.array(name)[sel]
+            bad = ~np.isfinite(v) | (v < lo) | (v > hi)
+            if bad.any():
+                circuits = np.flatnonzero(sel)[bad]
+                raise CalibrationRangeError(
+                    f"{name} = {_fmt(v[bad])} {UNITS[name]} on circuit(s) {_fmt_idx(circuits)} lies outside "
+                    f"the chip's calibratable range {lo}..{hi} {UNITS[name]}. Choose a target in that range."
+                )
+        bad = self.reset_lsb[sel] >= self.threshold_lsb[sel]
+        if bad.any():
+            raise CalibrationRangeError(
+                f"reset_lsb must lie below threshold_lsb; not so on circuit(s) {_fmt_idx(np.flatnonzero(sel)[bad])}."
+            )
+
+    def key(self) -> str:
+        """A digest of the targets (for cache keys)."""
+        h = hashlib.sha256()
+        for name in RANGES:
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.array(name), dtype="<f8").tobytes())
+        h.update(np.ascontiguousarray(self.circuits).tobytes())
+        return h.hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps({f.name: np.asarray(getattr(self, f.name)).tolist() for f in fields(self)})
+
+
+def _fmt(values: np.ndarray) -> str:
+    u = np.unique(values)
+    return f"{u[0]:g}" if u.size == 1 else f"{u.min():g}..{u.max():g}"
+
+
+def _fmt_idx(idx: np.ndarray, limit: int = 8) -> str:
+    idx = np.asarray(idx)
+    head = ", ".join(str(int(i)) for i in idx[:limit])
+    return head + (f", ... ({idx.size} circuits)" if idx.size > limit else "")
