@@ -12,7 +12,7 @@ extensions = [
         "cysim._engine",
         ["cysim/_engine.pyx"],
         language="c++",
-        extra_compile_args=["-O3", "-ffp-contract=off", "-fno-trapping-math", *openmp],
+        extra_compile_args=["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", *openmp],
         extra_link_args=openmp,
     )
 ]

@@ -6,121 +6,215 @@
 One call integrates a batch of independent trials of one configuration. Trials run in
 parallel (OpenMP) on separate state; every trial owns its random streams, so a trial's
 result does not depend on the batch it ran in or on the thread that ran it.
+
+Each step runs two branch-free, vectorised kernels over the integrated circuits (the C
+block below): ``cysim_adex_step`` for the nonlinear circuits (exponential term,
+adaptation, COBA; they come first in the local order) and ``cysim_lif_step`` for the
+linear ones. Each does the whole step of a circuit in one pass: membrane update, synaptic
+decay, membrane noise, rails, refractory clamp and threshold. Only the exponentials of the
+nonlinear circuits are scalar calls to libm's ``exp`` (the same function the reference
+engine uses, so results stay equal). Spiking circuits are then collected, reset and routed
+by scalar code.
+
+Temporal noise (membrane OU increments, passive OU samples, readout noise) draws from one
+xorshift64 stream per circuit and trial: the sum of the four 16-bit fields of one draw,
+standardised (an Irwin-Hall variate: exactly zero mean and unit variance, support
++-3.46 sigma, excess kurtosis -0.3). The Poisson background generators use xoshiro256+.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport exp, log, llround, floor
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.math cimport log, llround
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
 from libcpp.vector cimport vector
 
 import numpy as np
 
 cdef extern from *:
     """
+    #include <math.h>
+    #include <stddef.h>
     #include <stdint.h>
+    #include <string.h>
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
     #define CYSIM_CLONES __attribute__((target_clones("avx2", "default")))
     #else
     #define CYSIM_CLONES
     #endif
+    #if defined(__GNUC__)
+    #define CYSIM_INLINE static inline __attribute__((always_inline))
+    #else
+    #define CYSIM_INLINE static inline
+    #endif
     #define R __restrict__
 
-    /* Exact step of the linear part for all circuits (leak, decaying synaptic currents,
-       constant bias current); the synaptic currents decay in place. */
-    CYSIM_CLONES static void cysim_linear_step(
-        int n, const double* R e_l, const double* R p_mem, const double* R p_vexc,
-        const double* R p_vinh, const double* R p_vconst, const double* R i_bias,
-        const double* R p_exc, const double* R p_inh, const double* R v,
-        double* R ie, double* R ii, double* R vnew)
+    /* Per-circuit parameters of the step kernels (local circuit order). */
+    typedef struct {
+        const double *e_l, *p_mem, *p_vexc, *p_vinh, *p_vconst, *i_bias, *p_exc, *p_inh;
+        const double *bias_step;  /* i_bias * p_vconst */
+        const double *v_reset, *v_th, *sigma;
+        const double *v_th_spike;  /* v_th, or +inf where spiking is off */
+        /* nonlinear circuits (the first n_special of the local order) */
+        const double *v_t, *delta_t, *exp_scale, *inv_tau_m, *f_exc, *f_inh, *e_rev_e, *e_rev_i;
+        const double *p_w, *a, *m_exp, *m_adapt, *m_coba;
+    } cysim_circuits;
+
+    /* Gaussian noise: one xorshift64 stream per circuit (one 64-bit lane per double lane,
+       so the kernels vectorise without conversions); the four 16-bit fields of one draw
+       are summed (Irwin-Hall of 4 uniforms: mean 131070, standard deviation
+       sqrt((2^32 - 1)/3) = 37837.23, support +-3.46 sigma). The sum (< 2^18) becomes a
+       double exactly through the 2^52 exponent trick. */
+    CYSIM_INLINE double cysim_gauss(uint64_t* R state)
     {
-        #pragma omp simd
-        for (int i = 0; i < n; ++i) {
-            vnew[i] = e_l[i] + (v[i] - e_l[i]) * p_mem[i] + ie[i] * p_vexc[i]
-                      - ii[i] * p_vinh[i] + i_bias[i] * p_vconst[i];
+        uint64_t x = *state;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        *state = x;
+        uint64_t s = (x & 0x0000FFFF0000FFFFull) + ((x >> 16) & 0x0000FFFF0000FFFFull);
+        s = (s & 0xFFFFFFFFull) + (s >> 32);
+        double u = __builtin_bit_cast(double, s | 0x4330000000000000ull);  /* 2^52 + s */
+        return (u - (4503599627370496.0 + 131070.0)) * (1.0 / 37837.2);
+    }
+
+    /* The kernels below read the parameters through restrict-qualified locals, so the
+       compiler knows that they do not alias the state it writes. */
+    #define CYSIM_UNPACK(c) \
+        const double *R e_l = (c)->e_l, *R p_mem = (c)->p_mem, *R p_vexc = (c)->p_vexc, \
+            *R p_vinh = (c)->p_vinh, *R p_exc = (c)->p_exc, *R p_inh = (c)->p_inh, \
+            *R v_reset = (c)->v_reset, *R v_th_spike = (c)->v_th_spike, *R sigma = (c)->sigma
+
+    /* Exact step of the linear part (leak, decaying synaptic currents, constant current)
+       of one circuit from v; icur_step is the constant current times p_vconst. */
+    CYSIM_INLINE double cysim_linear(double e_l, double p_mem, double v, double ie,
+                                     double p_vexc, double ii, double p_vinh, double icur_step)
+    {
+        return e_l + (v - e_l) * p_mem + ie * p_vexc - ii * p_vinh + icur_step;
+    }
+
+    /* End of a step for circuit i with the new membrane vn (a local variable), branch-free:
+       membrane noise (if `noisy`), supply rails, refractory clamp (the counters are
+       doubles so every lane is a double) and threshold comparison. Stores the membrane and
+       the counter; a threshold crossing of a spiking circuit outside the refractory period
+       sets `h` to 1 (else 0) and marks the circuit with the counter -1 (the caller then
+       sets the refractory counter of every marked circuit). A macro rather than a function
+       with output pointers, which would keep GCC from vectorising the loops. */
+    #define CYSIM_FINISH(i, vn, h) do { \
+        if (noisy) vn += sigma[i] * cysim_gauss(state + (i)); \
+        double r_ = ref[i], vr_ = v_reset[i], th_ = v_th_spike[i]; \
+        vn = vn < 0.0 ? 0.0 : vn; \
+        vn = vn > rail ? rail : vn; \
+        int in_ref_ = r_ > 0.0; \
+        vn = in_ref_ ? vr_ : vn; \
+        vnew[i] = vn; \
+        h = (!in_ref_ & (vn >= th_)) ? 1.0 : 0.0; \
+        ref[i] = in_ref_ ? r_ - 1.0 : -h; \
+    } while (0)
+
+    /* Linear circuits [lo, hi): exact linear step, synaptic decay, membrane noise, rails,
+       refractory clamp and threshold in one pass. Returns
+       whether any circuit crossed its threshold. */
+    CYSIM_INLINE int cysim_lif_body(const cysim_circuits* R c, int lo, int hi, double rail,
+                                       const double* R v, double* R ie, double* R ii,
+                                       double* R ref, uint64_t* R state, double* R vnew,
+                                       const int noisy)
+    {
+        CYSIM_UNPACK(c);
+        const double *R bias_step = c->bias_step;
+        uint64_t hits = 0;
+        #pragma omp simd reduction(|:hits)
+        for (ptrdiff_t i = lo; i < hi; ++i) {
+            double vn = cysim_linear(e_l[i], p_mem[i], v[i], ie[i], p_vexc[i], ii[i], p_vinh[i],
+                                     bias_step[i]);
             ie[i] *= p_exc[i];
             ii[i] *= p_inh[i];
+            double h;
+            CYSIM_FINISH(i, vn, h);
+            hits |= h != 0.0;
         }
+        return (int)hits;
     }
 
-    /* Gaussian noise: one xorshift32 stream per circuit; two draws give four 16-bit
-       uniforms whose sum approximates a standard normal (Irwin-Hall, support +-3.46). */
-    #pragma omp declare simd linear(state:1) notinbranch
-    static inline double cysim_gauss(uint32_t* R state)
+    CYSIM_CLONES static int cysim_lif_step(
+        const cysim_circuits* R c, int lo, int hi, double rail, const double* R v,
+        double* R ie, double* R ii, double* R ref, uint64_t* R state, double* R vnew,
+        int noisy)
     {
-        uint32_t x = *state;
-        x ^= x << 13; x ^= x >> 17; x ^= x << 5;
-        uint32_t y = x;
-        x ^= x << 13; x ^= x >> 17; x ^= x << 5;
-        *state = x;
-        double u = (double)(y & 0xFFFFu) + (double)(y >> 16)
-                   + (double)(x & 0xFFFFu) + (double)(x >> 16);
-        return (u - 131070.0) * (1.0 / 37837.2);
+        return noisy ? cysim_lif_body(c, lo, hi, rail, v, ie, ii, ref, state, vnew, 1)
+                     : cysim_lif_body(c, lo, hi, rail, v, ie, ii, ref, state, vnew, 0);
     }
 
-    /* Membrane noise of the integrated circuits. */
-    CYSIM_CLONES static void cysim_noise_step(
-        int n, uint32_t* R state, const double* R sigma, double* R vnew)
+    /* Nonlinear circuits [0, ns) (exponential term, adaptation, COBA input), exponential
+       Euler with the same arithmetic as the reference engine:
+       1. (vectorised) exponent of the exponential term, clamped at 30, and the total
+          conductance of COBA circuits;
+       2. (scalar, libm exp) the exponentials that are switched on;
+       3. (vectorised, branch-free) currents, CUBA or COBA membrane step, adaptation,
+          synaptic decay, then noise, rails, refractory clamp and threshold as for linear
+          circuits. `sa`, `sb` hold ns doubles of scratch space. */
+    CYSIM_INLINE int cysim_adex_body(const cysim_circuits* R c, int ns, double dt,
+                                        double rail, const double* R v, double* R ie,
+                                        double* R ii, double* R w, double* R ref,
+                                        uint64_t* R state, double* R vnew,
+                                        double* R sa, double* R sb, const int noisy)
     {
+        CYSIM_UNPACK(c);
+        const double *R i_bias = c->i_bias, *R p_vconst = c->p_vconst;
+        const double *R v_t = c->v_t, *R delta_t = c->delta_t, *R exp_scale = c->exp_scale,
+            *R inv_tau_m = c->inv_tau_m, *R f_exc = c->f_exc, *R f_inh = c->f_inh,
+            *R e_rev_e = c->e_rev_e, *R e_rev_i = c->e_rev_i, *R p_w = c->p_w, *R a = c->a,
+            *R m_exp = c->m_exp, *R m_adapt = c->m_adapt, *R m_coba = c->m_coba;
         #pragma omp simd
-        for (int i = 0; i < n; ++i) vnew[i] += sigma[i] * cysim_gauss(state + i);
+        for (ptrdiff_t i = 0; i < ns; ++i) {
+            double arg = (v[i] - v_t[i]) / delta_t[i];
+            sa[i] = arg < 30.0 ? arg : 30.0;
+            sb[i] = inv_tau_m[i] + ie[i] * f_exc[i] + ii[i] * f_inh[i];
+        }
+        for (ptrdiff_t i = 0; i < ns; ++i)
+            sa[i] = (m_exp[i] != 0.0 && sa[i] > -40.0) ? exp_scale[i] * exp(sa[i]) : 0.0;
+        for (ptrdiff_t i = 0; i < ns; ++i)
+            if (m_coba[i] != 0.0) sb[i] = exp(-dt * sb[i]);
+        uint64_t hits = 0;
+        #pragma omp simd reduction(|:hits)
+        for (ptrdiff_t i = 0; i < ns; ++i) {
+            double vi = v[i], el = e_l[i], wi = w[i], pw = p_w[i], itm = inv_tau_m[i];
+            double icur = i_bias[i] + sa[i];
+            icur = m_adapt[i] != 0.0 ? icur - wi : icur;
+            w[i] = m_adapt[i] != 0.0 ? wi * pw + a[i] * (vi - el) * (1.0 - pw) : wi;
+            /* COBA: exact solution for the step-averaged conductances */
+            double ge = ie[i] * f_exc[i], gi = ii[i] * f_inh[i];
+            double gtot = itm + ge + gi;
+            double vinf = (el * itm + ge * e_rev_e[i] + gi * e_rev_i[i] + icur) / gtot;
+            double vcoba = vinf + (vi - vinf) * sb[i];
+            double vn = cysim_linear(el, p_mem[i], vi, ie[i], p_vexc[i], ii[i], p_vinh[i],
+                                     icur * p_vconst[i]);
+            vn = m_coba[i] != 0.0 ? vcoba : vn;
+            ie[i] *= p_exc[i];
+            ii[i] *= p_inh[i];
+            double h;
+            CYSIM_FINISH(i, vn, h);
+            hits |= h != 0.0;
+        }
+        return (int)hits;
     }
 
-    /* One CADC sample of all circuits: passive circuits advance their exact
-       Ornstein-Uhlenbeck process to this sample; every channel applies its gain, offset
-       and readout noise, rounds and saturates to 8 bit, in global circuit order. `buf`
-       holds n_total doubles of scratch space. */
-    CYSIM_CLONES static void cysim_cadc_sample(
-        int n_total, int n, const double* R v, double* R vq, const double* R e_l,
-        const double* R rho, const double* R psig, int advance, const double* R gain,
-        const double* R offset, double noise, uint32_t* R state, const int64_t* R order,
-        double* R buf, uint8_t* R out)
+    CYSIM_CLONES static int cysim_adex_step(
+        const cysim_circuits* R c, int ns, double dt, double rail, const double* R v,
+        double* R ie, double* R ii, double* R w, double* R ref, uint64_t* R state,
+        double* R vnew, double* R sa, double* R sb, int noisy)
     {
-        int np = n_total - n;
-        if (advance) {
-            #pragma omp simd
-            for (int j = 0; j < np; ++j)
-                vq[j] = e_l[n + j] + (vq[j] - e_l[n + j]) * rho[n + j]
-                        + psig[n + j] * cysim_gauss(state + n + j);
-        }
-        for (int j = 0; j < n; ++j) buf[j] = v[j];
-        for (int j = 0; j < np; ++j) buf[n + j] = vq[j];
-        #pragma omp simd
-        for (int j = 0; j < n_total; ++j) {
-            double x = buf[j] * gain[j] + offset[j] + noise * cysim_gauss(state + j);
-            x = x < 0.0 ? 0.0 : (x > 255.0 ? 255.0 : x);
-            buf[j] = x + 0.5;
-        }
-        for (int j = 0; j < n_total; ++j) out[order[j]] = (uint8_t)buf[j];
+        return noisy ? cysim_adex_body(c, ns, dt, rail, v, ie, ii, w, ref, state, vnew, sa, sb, 1)
+                     : cysim_adex_body(c, ns, dt, rail, v, ie, ii, w, ref, state, vnew, sa, sb, 0);
     }
 
-    /* Rails, refractory clamp and threshold comparison, branch-free (vectorised); the
-       refractory counters are kept as doubles so every lane is a double. Spiking circuits
-       are then listed in `spiked` with the fraction of the step at which V crossed the
-       threshold; their reset is applied by the caller. Returns the number of spikes. */
-    CYSIM_CLONES static int cysim_threshold_step(
-        int n, const double* R v_reset, const double* R v_th, const double* R spike_en,
-        double rail, double* R ref, const double* R v, double* R vnew, int32_t* R spiked,
-        double* R frac)
+    /* Lists the circuits marked as spiking (refractory counter -1) in `spiked` with the
+       fraction of the step at which V crossed the threshold (linear interpolation);
+       returns their number. */
+    static int cysim_collect_spikes(int n, const double* R v_th, const double* R v,
+                                    const double* R vnew, const double* R ref,
+                                    int32_t* R spiked, double* R frac)
     {
-        double hits = 0.0;
-        for (int i = 0; i < n; ++i) {
-            double vn = vnew[i];
-            vn = vn < 0.0 ? 0.0 : (vn > rail ? rail : vn);
-            double r = ref[i];
-            int in_ref = r > 0.0;
-            ref[i] = in_ref ? r - 1.0 : r;
-            vn = in_ref ? v_reset[i] : vn;
-            double hit = (!in_ref && vn >= v_th[i]) ? spike_en[i] : 0.0;
-            frac[i] = hit;  /* scratch: hit mask, compacted below */
-            hits += hit;
-            vnew[i] = vn;
-        }
-        if (hits == 0.0) return 0;
         int count = 0;
         for (int i = 0; i < n; ++i) {
-            if (frac[i] != 0.0) {
+            if (ref[i] < 0.0) {
                 double vi = v[i], vn = vnew[i];
                 double f = vn > vi ? (v_th[i] - vi) / (vn - vi) : 0.0;
                 spiked[count] = i;
@@ -131,6 +225,38 @@ cdef extern from *:
         return count;
     }
 
+    /* One CADC sample of all circuits: passive circuits advance their exact
+       Ornstein-Uhlenbeck process to this sample; every channel applies its gain, offset
+       and readout noise, rounds and saturates to 8 bit (vectorised), and the codes are
+       scattered to global circuit order. `buf` holds n_total int32 of scratch space. */
+    CYSIM_CLONES static void cysim_cadc_sample(
+        int n_total, int n, const double* R v, double* R vq, const double* R e_l,
+        const double* R rho, const double* R psig, int advance, const double* R gain,
+        const double* R offset, double noise, uint64_t* R state, const int64_t* R order,
+        int32_t* R buf, uint8_t* R out)
+    {
+        ptrdiff_t np = n_total - n;
+        if (advance) {
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < np; ++j)
+                vq[j] = e_l[n + j] + (vq[j] - e_l[n + j]) * rho[n + j]
+                        + psig[n + j] * cysim_gauss(state + n + j);
+        }
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            double x = v[j] * gain[j] + offset[j] + noise * cysim_gauss(state + j);
+            x = x < 0.0 ? 0.0 : (x > 255.0 ? 255.0 : x);
+            buf[j] = (int32_t)(x + 0.5);
+        }
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < np; ++j) {
+            double x = vq[j] * gain[n + j] + offset[n + j] + noise * cysim_gauss(state + n + j);
+            x = x < 0.0 ? 0.0 : (x > 255.0 ? 255.0 : x);
+            buf[n + j] = (int32_t)(x + 0.5);
+        }
+        for (ptrdiff_t j = 0; j < n_total; ++j) out[order[j]] = (uint8_t)buf[j];
+    }
+
     /* Events that arrive in this step: add the ring-buffer slot, then clear it. */
     CYSIM_CLONES static void cysim_add_clear(int n, double* R dst, double* R src)
     {
@@ -138,29 +264,52 @@ cdef extern from *:
         for (int i = 0; i < n; ++i) { dst[i] += src[i]; src[i] = 0.0; }
     }
     """
-    int cysim_threshold_step(int n, const double* v_reset, const double* v_th,
-                             const double* spike_en, double rail, double* ref, const double* v,
-                             double* vnew, int32_t* spiked, double* frac) noexcept nogil
+    ctypedef struct cysim_circuits:
+        const double* e_l
+        const double* p_mem
+        const double* p_vexc
+        const double* p_vinh
+        const double* p_vconst
+        const double* i_bias
+        const double* p_exc
+        const double* p_inh
+        const double* bias_step
+        const double* v_reset
+        const double* v_th
+        const double* sigma
+        const double* v_th_spike
+        const double* v_t
+        const double* delta_t
+        const double* exp_scale
+        const double* inv_tau_m
+        const double* f_exc
+        const double* f_inh
+        const double* e_rev_e
+        const double* e_rev_i
+        const double* p_w
+        const double* a
+        const double* m_exp
+        const double* m_adapt
+        const double* m_coba
+    double cysim_gauss(uint64_t* state) noexcept nogil
+    int cysim_lif_step(const cysim_circuits* c, int lo, int hi, double rail, const double* v,
+                          double* ie, double* ii, double* ref, uint64_t* state, double* vnew,
+                          int noisy) noexcept nogil
+    int cysim_adex_step(const cysim_circuits* c, int ns, double dt, double rail,
+                           const double* v, double* ie, double* ii, double* w, double* ref,
+                           uint64_t* state, double* vnew, double* sa, double* sb,
+                           int noisy) noexcept nogil
+    int cysim_collect_spikes(int n, const double* v_th, const double* v, const double* vnew,
+                             const double* ref, int32_t* spiked, double* frac) noexcept nogil
     void cysim_add_clear(int n, double* dst, double* src) noexcept nogil
-    void cysim_linear_step(int n, const double* e_l, const double* p_mem, const double* p_vexc,
-                           const double* p_vinh, const double* p_vconst, const double* i_bias,
-                           const double* p_exc, const double* p_inh, const double* v,
-                           double* ie, double* ii, double* vnew) noexcept nogil
-    void cysim_noise_step(int n, uint32_t* state, const double* sigma, double* vnew) noexcept nogil
-    double cysim_gauss(uint32_t* state) noexcept nogil
     void cysim_cadc_sample(int n_total, int n, const double* v, double* vq, const double* e_l,
                            const double* rho, const double* psig, int advance, const double* gain,
-                           const double* offset, double noise, uint32_t* state,
-                           const int64_t* order, double* buf, uint8_t* out) noexcept nogil
+                           const double* offset, double noise, uint64_t* state,
+                           const int64_t* order, int32_t* buf, uint8_t* out) noexcept nogil
 
 
 cdef enum:
-    F_SPIKE = 1
-    F_EXP = 2
     F_ADAPT = 4
-    F_COBA = 8
-    NORMAL_BITS = 12
-    NORMAL_TABLE = 4096
 
 cdef struct Params:
     double dt
@@ -169,33 +318,12 @@ cdef struct Params:
     double latency
     double rail
     int ring_len
-    # per circuit
-    const double* e_l
-    const double* v_reset
-    const double* v_th
-    const double* v_t
-    const double* delta_t
-    const double* e_rev_e
-    const double* e_rev_i
-    const double* inv_tau_m
-    const double* p_mem
-    const double* p_vexc
-    const double* p_vinh
-    const double* p_vconst
-    const double* p_exc
-    const double* p_inh
-    const double* f_exc
-    const double* f_inh
-    const double* p_w
-    const double* a
+    # per circuit (local order; the n_special nonlinear circuits come first)
+    cysim_circuits c
     const double* b
-    const double* i_bias
-    const double* noise_step
     const double* ref_steps
     const uint8_t* flags
-    const double* spike_en
     int n_special  # circuits with exponential term, adaptation or COBA input
-    const int32_t* special
     int has_noise
     # routing
     const int64_t* key_ptr
@@ -215,7 +343,6 @@ cdef struct Params:
     const int32_t* bg_keys
     const uint64_t* bg_seeds
     const uint64_t* noise_seeds
-    const double* normal_table
     # passive circuits (no input; only read out) follow the n active ones
     int n_total
     const double* passive_rho
@@ -239,13 +366,11 @@ cdef struct Params:
     uint16_t* madc_out
 
 
-cdef struct Rng:
+cdef struct Rng:  # xoshiro256+ (Poisson background generators)
     uint64_t s0
     uint64_t s1
     uint64_t s2
     uint64_t s3
-    uint64_t bits
-    int nbits
 
 
 cdef inline uint64_t _splitmix(uint64_t* x) noexcept nogil:
@@ -262,8 +387,6 @@ cdef inline void _seed(Rng* r, uint64_t seed) noexcept nogil:
     r.s1 = _splitmix(&x)
     r.s2 = _splitmix(&x)
     r.s3 = _splitmix(&x)
-    r.bits = 0
-    r.nbits = 0
 
 
 cdef inline uint64_t _next(Rng* r) noexcept nogil:
@@ -284,17 +407,6 @@ cdef inline double _uniform(Rng* r) noexcept nogil:
     return ((_next(r) >> 11) + 1) * (1.0 / 9007199254740992.0)
 
 
-cdef inline double _normal(Rng* r, const double* table) noexcept nogil:
-    """Standard normal by inverse-CDF table lookup (4096 levels, unit variance)."""
-    if r.nbits < NORMAL_BITS:
-        r.bits = _next(r)
-        r.nbits = 60
-    cdef int idx = <int>(r.bits & (NORMAL_TABLE - 1))
-    r.bits >>= NORMAL_BITS
-    r.nbits -= NORMAL_BITS
-    return table[idx]
-
-
 cdef inline void _deliver(const Params* p, double* ring, int slot, int32_t key) noexcept nogil:
     cdef int64_t k
     cdef double* dst = ring + <int64_t>slot * 2 * p.n
@@ -310,7 +422,9 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
     cdef vector[double] sp_time_local
     cdef vector[int32_t]* sp_circ = &sp_circ_local
     cdef vector[double]* sp_time = &sp_time_local
+    cdef const cysim_circuits* c = &p.c
     cdef int n = p.n
+    cdef int ns = p.n_special
     cdef int L = p.ring_len
     cdef double dt = p.dt
     cdef int nn = n if n > 0 else 1
@@ -320,10 +434,11 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
     cdef double* syn = <double*>calloc(2 * nn, sizeof(double))  # [exc..., inh...]
     cdef double* ring = <double*>calloc(<int64_t>L * 2 * nn, sizeof(double))
     cdef double* ref = <double*>calloc(nn, sizeof(double))
-    cdef double* cbuf = <double*>malloc(p.n_total * sizeof(double))
+    cdef double* sa = <double*>malloc(nn * sizeof(double))
+    cdef double* sb = <double*>malloc(nn * sizeof(double))
+    cdef int32_t* cbuf = <int32_t*>malloc(p.n_total * sizeof(int32_t))
     cdef uint8_t* dirty = <uint8_t*>calloc(L, sizeof(uint8_t))
-    cdef uint32_t* nstate = <uint32_t*>malloc(p.n_total * sizeof(uint32_t))
-    cdef double* spec_v = <double*>malloc((p.n_special + 1) * sizeof(double))
+    cdef uint64_t* nstate = <uint64_t*>malloc(p.n_total * sizeof(uint64_t))
     cdef double* bg_next = <double*>malloc((p.n_bg + 1) * sizeof(double))
     cdef Rng* bg_rng = <Rng*>malloc((p.n_bg + 1) * sizeof(Rng))
     cdef double* madc_prev = <double*>malloc((p.n_madc + 1) * sizeof(double))
@@ -334,17 +449,16 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
     cdef double* vbuf1 = vnew
     cdef double* tmp
     cdef int n_spiked
-    if cbuf == NULL or dirty == NULL or spiked == NULL or sfrac == NULL or v == NULL or vnew == NULL or w == NULL or syn == NULL or ring == NULL or ref == NULL \
-            or nstate == NULL or spec_v == NULL or bg_next == NULL or bg_rng == NULL \
-            or madc_prev == NULL or vq == NULL:
-        free(v); free(vnew); free(w); free(syn); free(ring); free(ref); free(nstate); free(spec_v)
-        free(bg_next); free(bg_rng); free(madc_prev); free(vq); free(spiked); free(sfrac)
-        free(cbuf); free(dirty)
+    if v == NULL or vnew == NULL or w == NULL or syn == NULL or ring == NULL or ref == NULL \
+            or sa == NULL or sb == NULL or cbuf == NULL or dirty == NULL \
+            or nstate == NULL or bg_next == NULL or bg_rng == NULL or madc_prev == NULL \
+            or vq == NULL or spiked == NULL or sfrac == NULL:
+        free(v); free(vnew); free(w); free(syn); free(ring); free(ref); free(sa)
+        free(sb); free(cbuf); free(dirty); free(nstate); free(bg_next); free(bg_rng)
+        free(madc_prev); free(vq); free(spiked); free(sfrac)
         return -1
     cdef double* ie = syn
     cdef double* ii = syn + n
-    cdef Rng rng
-    _seed(&rng, p.noise_seeds[trial])
     cdef int i, g, m, slot, j, s
     cdef int32_t key
     cdef int64_t step, k, arrival, ks
@@ -352,34 +466,36 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
     cdef int64_t ev_end = p.ev_ptr[trial + 1]
     cdef int64_t cadc_next = 0
     cdef int64_t madc_next = 0
-    cdef double t, t_end, vi, vn, icur, arg, ge, gi, gtot, vinf, frac, ts, tk
-    cdef double* srow
-    cdef uint8_t fl
+    cdef double t, t_end, vi, frac, ts, tk
+    cdef int hits
     cdef uint64_t x
     cdef uint8_t* cadc_out = p.cadc_out + trial * p.n_cadc * p.n_total
     cdef uint16_t* madc_out = p.madc_out + trial * p.n_madc_samples * p.n_madc
     cdef double mval
     cdef double madc_sf[2]  # fraction of the step at which a MADC circuit spiked, or 2
+    cdef int any_bg = 0
 
     x = p.noise_seeds[trial] ^ <uint64_t>0x5DEECE66D
     for i in range(n):
-        v[i] = p.e_l[i]
+        v[i] = c.e_l[i]
     for j in range(p.n_total):
-        nstate[j] = <uint32_t>(_splitmix(&x) >> 32) | 1u
+        nstate[j] = _splitmix(&x) | 1u  # xorshift64 needs a non-zero state
     for j in range(n, p.n_total):
-        vq[j - n] = p.e_l[j]
+        vq[j - n] = c.e_l[j]
     for g in range(p.n_bg):
         _seed(&bg_rng[g], p.bg_seeds[trial * p.n_bg + g])
+        if p.bg_mode[g] != 0:
+            any_bg = 1
         if p.bg_mode[g] == 1:
             bg_next[g] = -log(_uniform(&bg_rng[g])) * p.bg_period[g]
         else:
             bg_next[g] = p.bg_period[g]
 
+    slot = 0  # ring-buffer slot of the current step: step % L
     for step in range(p.n_steps):
         t = step * dt
         t_end = t + dt
         # --- events arriving now -------------------------------------------------------
-        slot = <int>(step % L)
         if dirty[slot]:
             cysim_add_clear(2 * n, syn, ring + <int64_t>slot * 2 * n)
             dirty[slot] = 0
@@ -389,21 +505,22 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
                 syn[p.key_target[k]] += p.key_amp[k]
             ev += 1
         # --- background generators emit into the routing ------------------------------
-        for g in range(p.n_bg):
-            while p.bg_mode[g] != 0 and bg_next[g] < t_end:
-                arrival = llround((bg_next[g] + p.latency) / dt)
-                if arrival <= step:
-                    arrival = step + 1
-                for ks in range(p.bg_ptr[g], p.bg_ptr[g + 1]):
-                    _deliver(p, ring, <int>(arrival % L), p.bg_keys[ks])
-                dirty[arrival % L] = 1
-                if p.bg_mode[g] == 1:
-                    bg_next[g] += -log(_uniform(&bg_rng[g])) * p.bg_period[g]
-                else:
-                    bg_next[g] += p.bg_period[g]
+        if any_bg:
+            for g in range(p.n_bg):
+                while p.bg_mode[g] != 0 and bg_next[g] < t_end:
+                    arrival = llround((bg_next[g] + p.latency) / dt)
+                    if arrival <= step:
+                        arrival = step + 1
+                    for ks in range(p.bg_ptr[g], p.bg_ptr[g + 1]):
+                        _deliver(p, ring, <int>(arrival % L), p.bg_keys[ks])
+                    dirty[arrival % L] = 1
+                    if p.bg_mode[g] == 1:
+                        bg_next[g] += -log(_uniform(&bg_rng[g])) * p.bg_period[g]
+                    else:
+                        bg_next[g] += p.bg_period[g]
         # --- CADC samples the state at t ----------------------------------------------
         if cadc_next < p.n_cadc and p.cadc_steps[cadc_next] == step:
-            cysim_cadc_sample(p.n_total, n, v, vq, p.e_l, p.passive_rho, p.passive_sigma,
+            cysim_cadc_sample(p.n_total, n, v, vq, c.e_l, p.passive_rho, p.passive_sigma,
                               cadc_next > 0, p.cadc_gain, p.cadc_offset, p.cadc_noise, nstate,
                               p.order, cbuf, cadc_out + cadc_next * p.n_total)
             cadc_next += 1
@@ -411,48 +528,23 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
             madc_prev[m] = v[p.madc_local[m]]
         madc_sf[0] = 2.0
         madc_sf[1] = 2.0
-        # --- nonlinear circuits (exponential term, adaptation, COBA): exponential Euler -
-        for s in range(p.n_special):
-            i = p.special[s]
-            fl = p.flags[i]
-            vi = v[i]
-            icur = p.i_bias[i]
-            if fl & F_EXP:
-                arg = (vi - p.v_t[i]) / p.delta_t[i]
-                if arg > -40.0:
-                    if arg > 30.0:
-                        arg = 30.0
-                    icur = icur + p.delta_t[i] * p.inv_tau_m[i] * exp(arg)
-            if fl & F_ADAPT:
-                icur = icur - w[i]
-                w[i] = w[i] * p.p_w[i] + p.a[i] * (vi - p.e_l[i]) * (1.0 - p.p_w[i])
-            if fl & F_COBA:
-                ge = ie[i] * p.f_exc[i]
-                gi = ii[i] * p.f_inh[i]
-                gtot = p.inv_tau_m[i] + ge + gi
-                vinf = (p.e_l[i] * p.inv_tau_m[i] + ge * p.e_rev_e[i] + gi * p.e_rev_i[i]
-                        + icur) / gtot
-                spec_v[s] = vinf + (vi - vinf) * exp(-dt * gtot)
-            else:
-                spec_v[s] = (p.e_l[i] + (vi - p.e_l[i]) * p.p_mem[i] + ie[i] * p.p_vexc[i]
-                             - ii[i] * p.p_vinh[i] + icur * p.p_vconst[i])
-        # --- linear circuits: exact propagation (vectorised kernel) ---------------------
-        cysim_linear_step(n, p.e_l, p.p_mem, p.p_vexc, p.p_vinh, p.p_vconst, p.i_bias,
-                          p.p_exc, p.p_inh, v, ie, ii, vnew)
-        for s in range(p.n_special):
-            vnew[p.special[s]] = spec_v[s]
-        if p.has_noise:
-            cysim_noise_step(n, nstate, p.noise_step, vnew)
-        # --- refractory clamp, rails, threshold; reset and routing of the spikes -------
-        n_spiked = cysim_threshold_step(n, p.v_reset, p.v_th, p.spike_en, p.rail, ref, v, vnew,
-                                        spiked, sfrac)
+        # --- membranes: nonlinear circuits first, then the linear ones (kernels above) --
+        hits = 0
+        if ns > 0:
+            hits = cysim_adex_step(c, ns, dt, p.rail, v, ie, ii, w, ref, nstate, vnew, sa, sb,
+                                   p.has_noise)
+        hits |= cysim_lif_step(c, ns, n, p.rail, v, ie, ii, ref, nstate, vnew, p.has_noise)
+        # --- reset and routing of the spikes -------------------------------------------
+        n_spiked = 0
+        if hits:
+            n_spiked = cysim_collect_spikes(n, c.v_th, v, vnew, ref, spiked, sfrac)
         for s in range(n_spiked):
             i = spiked[s]
             frac = sfrac[s]
             ts = t + frac * dt
             sp_circ.push_back(i)
             sp_time.push_back(ts)
-            vnew[i] = p.v_reset[i]
+            vnew[i] = c.v_reset[i]
             ref[i] = p.ref_steps[i]
             if p.flags[i] & F_ADAPT:
                 w[i] += p.b[i]
@@ -469,6 +561,9 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
         tmp = v
         v = vnew
         vnew = tmp
+        slot += 1
+        if slot == L:
+            slot = 0
         # --- MADC samples in [t, t_end), linear between the step's end points ----------
         while madc_next < p.n_madc_samples:
             tk = madc_next * p.madc_period
@@ -481,7 +576,7 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
                     vi = madc_prev[m] + frac * (v[i] - madc_prev[m])
                 elif frac < madc_sf[m]:
                     # rising to the threshold crossing, then the reset
-                    vi = madc_prev[m] + frac / madc_sf[m] * (p.v_th[i] - madc_prev[m])
+                    vi = madc_prev[m] + frac / madc_sf[m] * (c.v_th[i] - madc_prev[m])
                 else:
                     vi = v[i]
                 mval = vi * p.madc_gain[i] + p.madc_offset[i]
@@ -494,9 +589,15 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
                 madc_out[madc_next * p.n_madc + m] = <uint16_t>(mval + 0.5)
             madc_next += 1
 
-    free(vbuf0); free(vbuf1); free(w); free(syn); free(ring); free(ref); free(nstate)
-    free(spec_v); free(bg_next); free(bg_rng); free(madc_prev); free(vq); free(spiked); free(sfrac)
-    free(cbuf); free(dirty)
+    # a sample time that rounds to the end of the run reads the final state
+    if cadc_next < p.n_cadc and p.cadc_steps[cadc_next] == p.n_steps:
+        cysim_cadc_sample(p.n_total, n, v, vq, c.e_l, p.passive_rho, p.passive_sigma,
+                          cadc_next > 0, p.cadc_gain, p.cadc_offset, p.cadc_noise, nstate,
+                          p.order, cbuf, cadc_out + cadc_next * p.n_total)
+        cadc_next += 1
+    free(vbuf0); free(vbuf1); free(w); free(syn); free(ring); free(ref); free(sa)
+    free(sb); free(cbuf); free(dirty); free(nstate); free(bg_next); free(bg_rng)
+    free(madc_prev); free(vq); free(spiked); free(sfrac)
     sp_circ_out.swap(sp_circ_local)
     sp_time_out.swap(sp_time_local)
     return 0
@@ -562,31 +663,35 @@ def simulate(dict inp, int threads=1):
     p.rail = inp["rail"]
     p.ring_len = inp["ring_len"]
 
-    d = f64("e_l"); p.e_l = &d[0]
-    d = f64("v_reset"); p.v_reset = &d[0]
-    d = f64("v_th"); p.v_th = &d[0]
-    d = f64("v_t"); p.v_t = &d[0]
-    d = f64("delta_t"); p.delta_t = &d[0]
-    d = f64("e_rev_e"); p.e_rev_e = &d[0]
-    d = f64("e_rev_i"); p.e_rev_i = &d[0]
-    d = f64("inv_tau_m"); p.inv_tau_m = &d[0]
-    d = f64("p_mem"); p.p_mem = &d[0]
-    d = f64("p_vexc"); p.p_vexc = &d[0]
-    d = f64("p_vinh"); p.p_vinh = &d[0]
-    d = f64("p_vconst"); p.p_vconst = &d[0]
-    d = f64("p_exc"); p.p_exc = &d[0]
-    d = f64("p_inh"); p.p_inh = &d[0]
-    d = f64("f_exc"); p.f_exc = &d[0]
-    d = f64("f_inh"); p.f_inh = &d[0]
-    d = f64("p_w"); p.p_w = &d[0]
-    d = f64("a"); p.a = &d[0]
+    d = f64("e_l"); p.c.e_l = &d[0]
+    d = f64("p_mem"); p.c.p_mem = &d[0]
+    d = f64("p_vexc"); p.c.p_vexc = &d[0]
+    d = f64("p_vinh"); p.c.p_vinh = &d[0]
+    d = f64("p_vconst"); p.c.p_vconst = &d[0]
+    d = f64("i_bias"); p.c.i_bias = &d[0]
+    d = f64("p_exc"); p.c.p_exc = &d[0]
+    d = f64("p_inh"); p.c.p_inh = &d[0]
+    d = f64("v_reset"); p.c.v_reset = &d[0]
+    d = f64("v_th"); p.c.v_th = &d[0]
+    d = f64("bias_step"); p.c.bias_step = &d[0]
+    d = f64("v_th_spike"); p.c.v_th_spike = &d[0]
+    d = f64("noise_step"); p.c.sigma = &d[0]
+    d = f64("v_t"); p.c.v_t = &d[0]
+    d = f64("delta_t"); p.c.delta_t = &d[0]
+    d = f64("exp_scale"); p.c.exp_scale = &d[0]
+    d = f64("inv_tau_m"); p.c.inv_tau_m = &d[0]
+    d = f64("f_exc"); p.c.f_exc = &d[0]
+    d = f64("f_inh"); p.c.f_inh = &d[0]
+    d = f64("e_rev_e"); p.c.e_rev_e = &d[0]
+    d = f64("e_rev_i"); p.c.e_rev_i = &d[0]
+    d = f64("p_w"); p.c.p_w = &d[0]
+    d = f64("a"); p.c.a = &d[0]
+    d = f64("m_exp"); p.c.m_exp = &d[0]
+    d = f64("m_adapt"); p.c.m_adapt = &d[0]
+    d = f64("m_coba"); p.c.m_coba = &d[0]
     d = f64("b"); p.b = &d[0]
-    d = f64("i_bias"); p.i_bias = &d[0]
-    d = f64("noise_step"); p.noise_step = &d[0]
     d = f64("ref_steps"); p.ref_steps = &d[0]
     bb = u8("flags"); p.flags = &bb[0]
-    d = f64("spike_en"); p.spike_en = &d[0]
-    ii = i32("special"); p.special = &ii[0]
     p.n_special = inp["n_special"]
     p.has_noise = 1 if inp["has_noise"] else 0
     li = i64("key_ptr"); p.key_ptr = &li[0]
@@ -604,7 +709,6 @@ def simulate(dict inp, int threads=1):
     ii = i32("bg_keys"); p.bg_keys = &ii[0]
     uu = u64("bg_seeds"); p.bg_seeds = &uu[0]
     uu = u64("noise_seeds"); p.noise_seeds = &uu[0]
-    d = f64("normal_table"); p.normal_table = &d[0]
     li = i64("cadc_steps"); p.cadc_steps = &li[0]
     p.n_total = inp["n_total"]
     d = f64("passive_rho"); p.passive_rho = &d[0]

@@ -38,8 +38,6 @@ CADC sample times.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from statistics import NormalDist
 
 import numpy as np
 
@@ -57,15 +55,6 @@ COBA_REFERENCE_V = 0.3  # a COBA weight gives the CUBA current at this driving f
 N_KEYS = C.N_BUSES << C.ADDRESS_BITS
 
 FLAG_SPIKE, FLAG_EXP, FLAG_ADAPT, FLAG_COBA = 1, 2, 4, 8
-
-
-@lru_cache(maxsize=1)
-def normal_table() -> np.ndarray:
-    """Inverse-CDF table of the standard normal (4096 levels, scaled to unit variance)."""
-    nd = NormalDist()
-    p = (np.arange(4096) + 0.5) / 4096
-    table = np.array([nd.inv_cdf(x) for x in p])
-    return table / table.std()
 
 
 def _keys(bus_masks: np.ndarray, addresses: np.ndarray):
@@ -138,7 +127,13 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
     active |= sw["enable_spiking"] & (params.v_leak + 8 * params.noise_sigma_v >= params.v_threshold)
     active |= sw["enable_exponential"] & ((params.v_leak - params.v_exp) / params.delta_t_v > -12.0)
     active[list(config.madc_circuits)] = True
-    order = np.concatenate([np.flatnonzero(active), np.flatnonzero(~active)])
+    # local order: nonlinear active circuits (exponential term, adaptation or COBA), the
+    # other active circuits, then the passive ones
+    nonlinear = sw["enable_exponential"] | sw["enable_adaptation"] | sw["enable_coba"]
+    order = np.concatenate(
+        [np.flatnonzero(active & nonlinear), np.flatnonzero(active & ~nonlinear), np.flatnonzero(~active)]
+    )
+    n_special = int(np.count_nonzero(active & nonlinear))
     local = np.empty(C.N_CIRCUITS, dtype=np.int64)
     local[order] = np.arange(C.N_CIRCUITS)
     n = int(active.sum())
@@ -166,7 +161,7 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
         ev_label = np.tile(stimulus.labels, trials)
     else:
         ev_trial, ev_time, ev_label = stimulus.trials, stimulus.times_us, stimulus.labels
-    ev_step = np.rint((ev_time + C.ROUTING_LATENCY_US) / dt_us).astype(np.int64)
+    ev_step = np.floor((ev_time + C.ROUTING_LATENCY_US) / dt_us + 0.5).astype(np.int64)
     keep = ev_step < n_steps
     ev_trial, ev_step, ev_label = ev_trial[keep], ev_step[keep], ev_label[keep]
     ev_ptr = np.zeros(trials + 1, dtype=np.int64)
@@ -177,6 +172,7 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
     tau_m, tau_e, tau_i = p["tau_mem_us"], p["tau_syn_exc_us"], p["tau_syn_inh_us"]
     h = dt_us
     p_mem = np.exp(-h / tau_m)
+    p_vconst = -tau_m * np.expm1(-h / tau_m)
     flags = (
         sw["enable_spiking"] * FLAG_SPIKE
         + sw["enable_exponential"] * FLAG_EXP
@@ -210,7 +206,7 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
         "p_mem": p_mem,
         "p_vexc": _propagator(h, tau_m, tau_e),
         "p_vinh": _propagator(h, tau_m, tau_i),
-        "p_vconst": -tau_m * np.expm1(-h / tau_m),
+        "p_vconst": p_vconst,
         "p_exc": np.exp(-h / tau_e),
         "p_inh": np.exp(-h / tau_i),
         "f_exc": -tau_e * np.expm1(-h / tau_e) / h,
@@ -219,12 +215,16 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
         "a": p["adapt_a"],
         "b": p["adapt_b"],
         "i_bias": p["bias_current"],
+        "bias_step": p["bias_current"] * p_vconst,  # the constant term of the linear step
         "noise_step": p["noise_sigma_v"] * np.sqrt(1.0 - p_mem**2),
         "ref_steps": np.rint(p["refractory_us"] / h),
         "flags": flags,
-        "spike_en": (flags & FLAG_SPIKE).astype(np.float64),
-        "special": np.flatnonzero(flags[:n] & (FLAG_EXP | FLAG_ADAPT | FLAG_COBA)).astype(np.int32),
-        "n_special": int(np.count_nonzero(flags[:n] & (FLAG_EXP | FLAG_ADAPT | FLAG_COBA))),
+        "v_th_spike": np.where(flags & FLAG_SPIKE, p["v_threshold"], np.inf),
+        "exp_scale": p["delta_t_v"] * (1.0 / tau_m),
+        "m_exp": (flags & FLAG_EXP).astype(bool).astype(np.float64),
+        "m_adapt": (flags & FLAG_ADAPT).astype(bool).astype(np.float64),
+        "m_coba": (flags & FLAG_COBA).astype(bool).astype(np.float64),
+        "n_special": n_special,
         "has_noise": bool(np.any(p["noise_sigma_v"][:n] > 0)),
         "key_ptr": key_ptr,
         "key_target": key_target,
@@ -241,7 +241,6 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
         "bg_keys": bg_keys,
         "bg_seeds": bg_seeds,
         "noise_seeds": trial_seeds.astype(np.uint64),
-        "normal_table": normal_table(),
         "passive_rho": rho,
         "passive_sigma": p["noise_sigma_v"] * np.sqrt(1.0 - rho**2),
         "cadc_gain": C.CADC_LSB_PER_V * physics.cadc_gain[order],

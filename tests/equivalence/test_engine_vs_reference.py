@@ -322,20 +322,7 @@ def test_reference_membrane_noise_magnitude():
         assert stds["reference", part] == pytest.approx(stds["compiled", part], rel=0.1), part
 
 
-@pytest.mark.parametrize(
-    "engine_name",
-    [
-        "reference",
-        pytest.param(
-            "compiled",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known bug: the compiled engine never takes a CADC sample whose step "
-                "rint(t/dt) equals n_steps and leaves it at 0; remove this marker once fixed",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("engine_name", ["reference", "compiled"])
 def test_cadc_sample_rounded_to_the_end_of_the_run(engine_name):
     """A CADC sample time that rounds to the last grid point reads the final state."""
     # dt 0.03: the sample at 1.7 us lies on step rint(56.67) = 57 = n_steps of a 1.71 us run

@@ -77,9 +77,9 @@ def test_uncalibrated_spread_is_large(chip):
     """Default CapMem values everywhere: time constants and gains spread by tens of percent."""
     p = true_parameters(chip, ChipConfig())
     assert relative_spread(p["tau_mem_us"]) > 0.2  # measured: 0.27
-    assert relative_spread(p["tau_syn_exc_us"]) > 0.2
+    assert relative_spread(p["tau_syn_exc_us"]) > 0.2  # measured: 0.27
     assert relative_spread(p["syn_gain_exc"]) > 0.15  # measured: 0.21
-    assert np.ptp(p["leak_lsb"]) > 20  # tens of LSB between circuits
+    assert np.ptp(p["leak_lsb"]) > 20  # measured: 36 LSB between circuits
 
 
 def test_time_constants_meet_targets(chip, result):
