@@ -319,16 +319,20 @@ def calibrate_lif(
     ]
     by_cell = {s.cell: s for s in searches}
 
-    def psp_weights(settings, tau_mem, window):
+    def psp_weights(settings, tau_mem):
         """Weights per circuit that give PSPs of about 50 LSB with the expected gains."""
-        weights = {}
-        tt = np.linspace(0.0, window, 200)[:, None]
+        weights, expected = {}, []
         for kind in ("exc", "inh"):
             ts = by_cell[f"i_bias_syn_{kind}"].predict(settings[f"i_bias_syn_{kind}"], _nominal_tau_syn)
             g = by_cell[f"i_syn_gm_{kind}"].predict(settings[f"i_syn_gm_{kind}"], _nominal_syn_gain)
-            peak = g * M.psp_basis(tt, ts[None, :], tau_mem[None, :]).max(0)
+            peak = g * M.psp_peak(ts, tau_mem)
             weights[kind] = np.clip(np.rint(50.0 / (128 * peak)), 1, C.WEIGHT_MAX).astype(np.int64)
-        return weights
+            expected.append(ts[np.isfinite(ts)])
+        expected = np.concatenate(expected)
+        # tau_syn candidates: 2 % steps around the expected values
+        lo, hi = max(0.02, expected.min() / 3.0), min(500.0, expected.max() * 3.0)
+        grid = np.exp(np.arange(np.log(lo), np.log(hi), np.log(1.02)))
+        return weights, grid
 
     syn_calls = [0]
 
@@ -341,14 +345,9 @@ def calibrate_lif(
         for cell, values in settings.items():
             setattr(slow, cell, values)
         full = {cell: np.asarray(getattr(slow, cell)) for cell in by_cell}
+        weights, grid = psp_weights(full, tau_m)
         r = M.measure_synaptic_input(
-            chip,
-            slow,
-            tau_m,
-            psp_weights(full, tau_m, windows["slow"]),
-            windows["slow"],
-            buses=buses,
-            phases=phases,
+            chip, slow, tau_m, weights, windows["slow"], buses=buses, phases=phases, tau_grid=grid
         )
         out["i_bias_syn_exc"], out["i_bias_syn_inh"] = r.tau_syn_exc_us, r.tau_syn_inh_us
         out["i_syn_gm_exc"], out["i_syn_gm_inh"] = r.gain_exc, r.gain_inh

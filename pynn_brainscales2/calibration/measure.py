@@ -194,6 +194,15 @@ def psp_basis(t: np.ndarray, tau_syn: np.ndarray, tau_mem: np.ndarray) -> np.nda
     return np.where(t > 0, np.where(close, tt * np.exp(-tt / tm), general), 0.0)
 
 
+def psp_peak(tau_syn, tau_mem):
+    """Largest value of :func:`psp_basis` [LSB per LSB/us], at ``t = ln(ts/tm) ts tm / (ts - tm)``."""
+    ts, tm = np.asarray(tau_syn, dtype=float), np.asarray(tau_mem, dtype=float)
+    close = np.abs(ts - tm) < 1e-6 * tm
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_peak = np.where(close, tm, np.log(ts / tm) * ts * tm / (ts - tm))
+    return psp_basis(t_peak, ts, tm)
+
+
 def measure_synaptic_input(
     chip: VirtualChip,
     config: ChipConfig,
