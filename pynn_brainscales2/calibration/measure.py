@@ -320,7 +320,10 @@ def _fit_tau_syn(tk, yk, tau_mem_us, grid, tau_mem_scales=None):
         ss = es2 - 2.0 * (es @ em) + (em * em).sum(0)[None, :]  # sum of (E_s - E_m)^2
         with np.errstate(invalid="ignore", divide="ignore"):
             sse = yy[None, :] - sy * sy / ss
-        sse = np.where(np.isfinite(sse), sse, np.inf)
+        # where tau_s nearly equals tau_m the difference E_s - E_m cancels numerically;
+        # such candidates are skipped (their neighbours 2 % away are well conditioned)
+        degenerate = np.abs(grid[:, None] / tm[None, :] - 1.0) < 1e-3
+        sse = np.where(np.isfinite(sse) & ~degenerate, sse, np.inf)
         gi = np.argmin(sse, axis=0)
         k = np.clip(gi, 1, grid.size - 2)
         s0, s1, s2 = sse[k - 1, c], sse[k, c], sse[k + 1, c]
