@@ -80,3 +80,14 @@ class SetupError(BrainScaleS2Error, TypeError):
 
 
 __all__ += ["ChipFeatureError", "RecordingError", "WeightSignError", "SetupError"]
+
+
+class ShapeError(BrainScaleS2Error, ValueError):
+    """A tensor of the torch bridge (``snn``) has the wrong shape for the module it enters."""
+
+
+class TensorTypeError(BrainScaleS2Error, TypeError):
+    """A tensor of the torch bridge (``snn``) has the wrong dtype or lies on the wrong device."""
+
+
+__all__ += ["ShapeError", "TensorTypeError"]

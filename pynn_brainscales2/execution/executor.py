@@ -1,0 +1,158 @@
+"""Run a mapped, calibrated network on a chip: :class:`Executor`.
+
+This is the one place where a network becomes :meth:`cysim.VirtualChip.run` calls. The
+executor is built once per mapping; new weights (:meth:`Executor.set_weights`), new
+CapMem values (:meth:`Executor.set_config`) and new inputs (the ``stimuli`` of
+:meth:`Executor.run`) never re-place or re-route.
+
+Stimuli are host spike events of the mapping's ``"external"`` populations, in hardware
+time [us]::
+
+    {"input": (source_indices, times_us)}            # the same events in every trial
+    [{"input": (idx_0, t_0)}, {"input": (idx_1, t_1)}]  # one dict per trial
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from cysim import ChipConfig, Stimulus, VirtualChip
+
+from .. import hardware as hw
+from ..errors import ParameterRangeError, RoutingError
+from ..mapping import EXTERNAL, MappingResult
+from .observables import Observables
+
+
+def _events(mapping: MappingResult, stimuli: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """Host events ``(times_us, labels)`` of one trial's stimuli."""
+    times, labels = [np.zeros(0)], [np.zeros(0, dtype=np.int64)]
+    for population, (sources, t_us) in stimuli.items():
+        if mapping.spec.population(population).kind != EXTERNAL:
+            raise RoutingError(
+                f"Stimulus for {population!r}: only 'external' populations take host events; this one is "
+                f"{mapping.spec.population(population).kind!r}."
+            )
+        t = np.asarray(t_us, dtype=float).reshape(-1)
+        if t.size and (not np.all(np.isfinite(t)) or t.min() < 0):
+            raise ParameterRangeError(
+                f"Stimulus for {population!r}: spike times must be finite and >= 0 us; got "
+                f"{t[~np.isfinite(t) | (t < 0)][0]:g} us."
+            )
+        et, el = mapping.stimulus_events(population, sources, t)
+        times.append(np.asarray(et, dtype=float))
+        labels.append(np.asarray(el, dtype=np.int64))
+    return np.concatenate(times), np.concatenate(labels)
+
+
+class Executor:
+    """Runs one mapped network on one chip, batched over trials.
+
+    Parameters
+    ----------
+    mapping : MappingResult
+        Placement and routing (:func:`pynn_brainscales2.mapping.map_network`).
+    config : cysim.ChipConfig
+        The complete configuration: routing written (``mapping.write_routing``), CapMem
+        values calibrated, neuron switches and readout set. The executor keeps a copy.
+    chip : cysim.VirtualChip
+        The chip to run on.
+    speedup : float
+        Speed-up factor for hardware -> biological time in the observables.
+    vmap : VoltageMap
+        CADC [LSB] <-> biological potential [mV] map for the observables.
+
+    Examples
+    --------
+    >>> from cysim import VirtualChip
+    >>> from pynn_brainscales2.mapping import NetworkSpec, PopulationSpec, ProjectionSpec, map_network
+    >>> spec = NetworkSpec((PopulationSpec("in", 1, "external"), PopulationSpec("out", 1)),
+    ...                    (ProjectionSpec("w", "in", "out", [0], [0], [63]),))
+    >>> m = map_network(spec)
+    >>> cfg = m.config
+    >>> cfg.enable_spiking[m.circuits("out")] = True
+    >>> ex = Executor(m, cfg, VirtualChip.ideal())
+    >>> obs = ex.run([{"in": ([0], [5.0])}, {"in": ([], [])}], duration_us=20.0, trials=2)
+    >>> obs.cadc_lsb("out").shape[0]
+    2
+    """
+
+    def __init__(
+        self,
+        mapping: MappingResult,
+        config: ChipConfig,
+        chip: VirtualChip,
+        speedup: float = hw.DEFAULT_SPEEDUP,
+        vmap: hw.VoltageMap = hw.DEFAULT_VOLTAGE_MAP,
+    ):
+        if not isinstance(mapping, MappingResult):
+            raise RoutingError(f"mapping must be a MappingResult, got {type(mapping).__name__}.")
+        self.mapping = mapping
+        self.config = config.copy()
+        self.chip = chip
+        self.speedup = float(speedup)
+        self.vmap = vmap
+        self.runs = 0
+
+    # --- changes without re-mapping --------------------------------------------------
+    def set_weights(self, projection: str, steps) -> None:
+        """New weights [integer steps, one per connection] of ``projection``; no re-routing."""
+        self.mapping.write_weights(self.config, projection, steps)
+
+    def weights(self, projection: str) -> np.ndarray:
+        """Weights [steps] of ``projection`` as the configuration holds them."""
+        return self.mapping.read_weights(self.config, projection)
+
+    def set_config(self, config: ChipConfig) -> None:
+        """Replace the configuration (e.g. new CapMem values); the routing is rewritten
+        from the mapping so it cannot drift."""
+        self.config = self.mapping.write_routing(config.copy())
+
+    # --- running -----------------------------------------------------------------------
+    def stimulus(self, stimuli, trials: int) -> Stimulus:
+        """The :class:`cysim.Stimulus` of ``stimuli`` (see the module docstring)."""
+        if stimuli is None:
+            return Stimulus()
+        if isinstance(stimuli, Mapping):
+            return Stimulus(*_events(self.mapping, stimuli))
+        if isinstance(stimuli, Sequence):
+            if len(stimuli) != trials:
+                raise ParameterRangeError(
+                    f"stimuli holds {len(stimuli)} trials but trials = {trials}; give one dict per "
+                    "trial, or one dict for all trials."
+                )
+            return Stimulus.from_trials([_events(self.mapping, s) for s in stimuli])
+        raise ParameterRangeError(
+            f"stimuli must be a dict {{population: (indices, times_us)}} or a list of them; got "
+            f"{type(stimuli).__name__}."
+        )
+
+    def run(self, stimuli=None, duration_us: float = 100.0, trials: int = 1, trial_seeds=None) -> Observables:
+        """Run ``trials`` trials of the network.
+
+        Parameters
+        ----------
+        stimuli : dict or list of dict, optional
+            Host events of external populations, times in [us hardware time].
+        duration_us : float
+            Length of each trial [us hardware time].
+        trials : int
+            Independent trials in one batched chip call.
+        trial_seeds : array_like of int, optional
+            One seed per trial (noise and on-chip Poisson generators); default: the chip's.
+
+        Returns
+        -------
+        Observables
+        """
+        stim = self.stimulus(stimuli, trials)
+        result = self.chip.run(
+            self.config, stim, duration_us=duration_us, trials=trials, trial_seeds=trial_seeds
+        )
+        self.runs += 1
+        return Observables(result, self.mapping, self.speedup, self.vmap)
+
+
+__all__ = ["Executor"]

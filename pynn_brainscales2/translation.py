@@ -1,0 +1,326 @@
+"""PyNN objects -> what the lower layers take: a :class:`~pynn_brainscales2.mapping.NetworkSpec`,
+:class:`~pynn_brainscales2.calibration.CalibrationTargets` and the non-calibrated CapMem values.
+
+Every unit conversion goes through :mod:`pynn_brainscales2.hardware`:
+
+- times [ms] -> [us hardware] by the speed-up factor (``bio_ms_to_hw_us``);
+- potentials [mV] -> [CADC LSB] by the backend's :class:`~pynn_brainscales2.hardware.VoltageMap`;
+- currents: ``I / cm`` [mV/ms] -> membrane slope [LSB/us] (``VoltageMap.slope_to_lsb_per_us``);
+- weights [nA or uS] -> integer steps with one scale per target population and receptor
+  (``quantise_weights``); the calibrated synaptic gain makes one step worth ``1 / scale``.
+
+Weight scale: the largest |w| onto a population's receptor gets ``n`` steps, ``n = 63``
+when the resulting per-step gain lies in the calibratable range (0.01..0.5 LSB/us);
+smaller weights get fewer steps (coarser), larger ones more (split over rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cysim import constants as C
+from cysim.engine import COBA_REFERENCE_V  # design constant of the COBA mode (not hidden per circuit)
+
+from . import hardware as hw
+from .calibration import RANGES, CalibrationTargets
+from .errors import ChipFeatureError, ParameterRangeError, RoutingError
+from .mapping import BACKGROUND, EXCITATORY, EXTERNAL, INHIBITORY, NEURON, PopulationSpec, ProjectionSpec
+from .standardmodels import cells
+
+#: nominal design transfer of the bias-current cell: CapMem 1022 gives this membrane slope
+#: [CADC LSB/us] (not calibrated; belongs in hardware.py once calibration covers it)
+BIAS_LSB_PER_US_AT_MAX = 40.0
+#: nominal transfer of the voltage cells: CapMem steps per CADC LSB (1.2 V over 1023 steps,
+#: CADC 256 LSB over 1.2 V), used for the (uncalibrated) reversal potentials
+CAPMEM_PER_LSB = 1023.0 / 256.0
+#: driving force at which a COBA weight equals the CUBA one [LSB]
+COBA_REFERENCE_LSB = COBA_REFERENCE_V * hw.CADC_LSB_PER_V
+MAX_STEPS = 4 * hw.WEIGHT_MAX  # at most 4 rows per connection
+
+LIF_TYPES = (cells.IF_curr_exp, cells.IF_cond_exp)
+
+
+def kind_of(celltype) -> str:
+    """Mapping kind of a cell type: neuron, external or background."""
+    if isinstance(celltype, (cells.SpikeSourceArray, cells.SpikeSourcePoisson)):
+        return EXTERNAL
+    if isinstance(celltype, cells.SpikeSourcePoissonOnChip):
+        return BACKGROUND
+    if isinstance(celltype, (*LIF_TYPES, cells.HXNeuron)):
+        return NEURON
+    raise ChipFeatureError(
+        f"Cell type {type(celltype).__name__} is not supported on BrainScaleS-2; supported: "
+        f"{', '.join(cells.SUPPORTED_CELL_TYPES)}."
+    )
+
+
+def param(population, name: str) -> np.ndarray:
+    """Native parameter ``name`` of every neuron of ``population`` as a float array."""
+    value = population._parameters[name]
+    return np.broadcast_to(np.asarray(value, dtype=float), (population.size,)).astype(float)
+
+
+# --- parameter checks in biological units -------------------------------------------------
+def _check_finite(population, name, values, unit):
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ParameterRangeError(
+            f"Population {population.label!r}: {name} = {values[bad][0]} {unit} (neuron {int(np.flatnonzero(bad)[0])}); "
+            "parameters must be finite numbers."
+        )
+
+
+def time_to_us(population, name: str, range_us, speedup: float) -> np.ndarray:
+    """A time parameter [ms] as hardware time [us], checked against ``range_us``."""
+    v = param(population, name)
+    _check_finite(population, name, v, "ms")
+    t_us = hw.bio_ms_to_hw_us(v, speedup)
+    bad = (t_us < range_us[0] - 1e-12) | (t_us > range_us[1] + 1e-12)
+    if bad.any():
+        lo, hi = (float(x) for x in hw.hw_us_to_bio_ms(np.asarray(range_us), speedup))
+        raise ParameterRangeError(
+            f"Population {population.label!r}: {name} = {v[bad][0]:g} ms is out of range: allowed "
+            f"{lo:g}..{hi:g} ms at speedup {speedup:g} ({range_us[0]:g}..{range_us[1]:g} us on the chip). "
+            "Choose a value inside, or a different speedup."
+        )
+    return t_us
+
+
+def potential_to_lsb(population, name: str, range_lsb, vmap: hw.VoltageMap) -> np.ndarray:
+    """A potential [mV] as CADC LSB, checked against ``range_lsb``."""
+    v = param(population, name)
+    _check_finite(population, name, v, "mV")
+    try:
+        return vmap.check_range(name, v, range_lsb)
+    except ParameterRangeError as exc:
+        raise ParameterRangeError(f"Population {population.label!r}: {exc}") from None
+
+
+def check_spike_times(population) -> list[np.ndarray]:
+    """Spike times [ms] of each source of a SpikeSourceArray, checked: finite, >= 0, sorted."""
+    raw = population._parameters["spike_times"]
+    seqs = [raw] if not isinstance(raw, np.ndarray) else list(raw)
+    if len(seqs) == 1 and population.size > 1:
+        seqs = seqs * population.size
+    out = []
+    for i, seq in enumerate(seqs):
+        t = np.asarray(getattr(seq, "value", seq), dtype=float).reshape(-1)
+        if t.size and (not np.all(np.isfinite(t)) or t.min() < 0):
+            bad = t[~np.isfinite(t) | (t < 0)][0]
+            raise ParameterRangeError(
+                f"Population {population.label!r}: spike_times of source {i} contain {bad:g} ms; allowed "
+                "finite times >= 0 ms. Remove negative or non-finite times."
+            )
+        if t.size > 1 and np.any(np.diff(t) < 0):
+            k = int(np.flatnonzero(np.diff(t) < 0)[0])
+            raise ParameterRangeError(
+                f"Population {population.label!r}: spike_times of source {i} are not sorted ({t[k]:g} ms "
+                f"before {t[k + 1]:g} ms); give them in increasing order (e.g. np.sort)."
+            )
+        out.append(t)
+    return out
+
+
+# --- network spec ------------------------------------------------------------------------------
+@dataclass
+class Connections:
+    """Connections of one (pre population, post population, receptor) with PyNN weights."""
+
+    label: str
+    pre: object
+    post: object
+    receptor: str
+    pre_idx: np.ndarray
+    post_idx: np.ndarray
+    weight: np.ndarray  # nA, uS, or steps (HXNeuron)
+    projection: object
+    rows: np.ndarray  # which connections of the projection these are
+
+
+def _cells_of(group):
+    """(population, index in population) of every cell of a Population/View/Assembly."""
+    ids = group.all_cells
+    parents = [i.parent for i in ids]
+    index = np.array([p.id_to_index(i) for p, i in zip(parents, ids, strict=True)], dtype=np.int64)
+    return parents, index
+
+
+def projection_connections(projection) -> list[Connections]:
+    """Split a projection into per-(pre population, post population) connection groups."""
+    receptor = projection.receptor_type
+    if receptor not in (EXCITATORY, INHIBITORY):
+        raise RoutingError(
+            f"Projection {projection.label!r}: receptor_type {receptor!r} does not exist on the chip; "
+            "allowed: 'excitatory', 'inhibitory'."
+        )
+    pre_pops, pre_index = _cells_of(projection.pre)
+    post_pops, post_index = _cells_of(projection.post)
+    pre_i, post_i, w = projection._pre, projection._post, projection._weight
+    pre_key = (
+        np.array([id(p) for p in pre_pops], dtype=np.int64)[pre_i] if pre_i.size else np.zeros(0, np.int64)
+    )
+    post_key = (
+        np.array([id(p) for p in post_pops], dtype=np.int64)[post_i] if post_i.size else np.zeros(0, np.int64)
+    )
+    groups = []
+    lookup = {id(p): p for p in pre_pops + post_pops}
+    pairs = sorted(set(zip(pre_key.tolist(), post_key.tolist(), strict=True)))
+    for a, b in pairs:
+        sel = np.flatnonzero((pre_key == a) & (post_key == b))
+        groups.append(
+            Connections(
+                label=f"{projection.label}[{len(groups)}]",
+                pre=lookup[a],
+                post=lookup[b],
+                receptor=receptor,
+                pre_idx=pre_index[pre_i[sel]],
+                post_idx=post_index[post_i[sel]],
+                weight=w[sel],
+                projection=projection,
+                rows=sel,
+            )
+        )
+    return groups
+
+
+def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
+    """Scale [steps per nA/uS] per (post population, receptor) and the synaptic gain target
+    per circuit-neuron [LSB/us per step], ``{(pop_key, receptor): (scale, gain_array)}``."""
+    scales, gains = {}, {}
+    by_target: dict = {}
+    for g in groups:
+        by_target.setdefault((id(g.post), g.receptor), []).append(g)
+    for (_, receptor), gs in by_target.items():
+        post = gs[0].post
+        wmax = max(float(np.abs(g.weight).max()) if g.weight.size else 0.0 for g in gs)
+        if isinstance(post.celltype, cells.HXNeuron):
+            scales[(id(post), receptor)] = 1.0  # weights are steps
+            continue
+        if wmax == 0:
+            continue
+        cm = param(post, "cm")
+        if isinstance(post.celltype, cells.IF_cond_exp):  # conductance jump [1/us] per uS
+            per_unit = hw.bio_hz_to_hw_per_us(1000.0 / cm, speedup) * COBA_REFERENCE_LSB
+        else:  # membrane slope [LSB/us] per nA
+            per_unit = vmap.slope_to_lsb_per_us(1.0 / cm, speedup)
+        slope = wmax * per_unit  # LSB/us of the largest weight on each neuron
+        lo, hi = RANGES["syn_gain_exc"]
+        n_max = np.floor(slope.min() / lo)
+        n_min = np.ceil(slope.max() / hi)
+        n = min(float(hw.WEIGHT_MAX), n_max) if n_min <= hw.WEIGHT_MAX else n_min
+        unit = "uS" if isinstance(post.celltype, cells.IF_cond_exp) else "nA"
+        if n < 1 or n < n_min or n > MAX_STEPS:
+            w_lo, w_hi = lo / per_unit.max(), MAX_STEPS * hi / per_unit.min()
+            raise ParameterRangeError(
+                f"Projections onto {post.label!r} ({receptor}): the largest |weight| is {wmax:g} {unit}; the chip's "
+                f"synaptic gain range allows {w_lo:.3g}..{w_hi:.3g} {unit} for the largest weight (with cm = "
+                f"{cm.min():g}..{cm.max():g} nF). Scale the weights into that range."
+            )
+        scale = n / wmax
+        scales[(id(post), receptor)] = scale
+        gains[(id(post), receptor)] = per_unit / scale
+    return scales, gains
+
+
+def projection_spec(g: Connections, key_of, scale: float) -> tuple[ProjectionSpec, float]:
+    """The :class:`ProjectionSpec` of a connection group and its worst relative quantisation error."""
+    if isinstance(g.post.celltype, cells.HXNeuron):
+        steps = np.abs(g.weight)
+        if np.any(steps != np.round(steps)):
+            raise ParameterRangeError(
+                f"Projection {g.projection.label!r} onto HXNeuron population {g.post.label!r}: weights are integer "
+                f"weight steps (0..{MAX_STEPS}); got {steps[steps != np.round(steps)][0]:g}."
+            )
+        q_steps, err = steps.astype(np.int64), 0.0
+    else:
+        q = hw.quantise_weights(np.abs(g.weight), scale=scale)
+        q_steps, err = q.steps, q.max_relative_error
+    if q_steps.size and q_steps.max() > MAX_STEPS:
+        raise ParameterRangeError(
+            f"Projection {g.projection.label!r}: a weight needs {int(q_steps.max())} steps; at most {MAX_STEPS} "
+            f"({MAX_STEPS // hw.WEIGHT_MAX} synapse rows) per connection."
+        )
+    spec = ProjectionSpec(
+        g.label,
+        key_of[id(g.pre)],
+        key_of[id(g.post)],
+        g.pre_idx,
+        g.post_idx,
+        q_steps,
+        g.receptor,
+        weight_scale=scale,
+    )
+    return spec, err
+
+
+def population_spec(key: str, population) -> PopulationSpec:
+    return PopulationSpec(key, population.size, kind_of(population.celltype))
+
+
+# --- calibration targets and CapMem values ------------------------------------------------
+def lif_targets(populations, circuits_of, gains, vmap, speedup) -> CalibrationTargets | None:
+    """Calibration targets of every LIF circuit (None if there is none)."""
+    arrays = {name: np.full(C.N_CIRCUITS, np.nan) for name in RANGES}
+    defaults = CalibrationTargets.__dataclass_fields__
+    for name in arrays:
+        arrays[name][:] = defaults[name].default
+    mask = np.zeros(C.N_CIRCUITS, dtype=bool)
+    for pop in populations:
+        if not isinstance(pop.celltype, LIF_TYPES):
+            continue
+        c = circuits_of[id(pop)]
+        mask[c] = True
+        arrays["tau_mem_us"][c] = time_to_us(pop, "tau_m", C.TAU_MEM_RANGE_US, speedup)
+        arrays["tau_syn_exc_us"][c] = time_to_us(pop, "tau_syn_E", C.TAU_SYN_RANGE_US, speedup)
+        arrays["tau_syn_inh_us"][c] = time_to_us(pop, "tau_syn_I", C.TAU_SYN_RANGE_US, speedup)
+        arrays["refractory_us"][c] = time_to_us(pop, "tau_refrac", C.REFRACTORY_RANGE_US, speedup)
+        arrays["leak_lsb"][c] = potential_to_lsb(pop, "v_rest", C.LEAK_RANGE_LSB, vmap)
+        arrays["reset_lsb"][c] = potential_to_lsb(pop, "v_reset", C.RESET_RANGE_LSB, vmap)
+        arrays["threshold_lsb"][c] = potential_to_lsb(pop, "v_thresh", C.THRESHOLD_RANGE_LSB, vmap)
+        bad = arrays["reset_lsb"][c] >= arrays["threshold_lsb"][c]
+        if bad.any():
+            raise ParameterRangeError(
+                f"Population {pop.label!r}: v_reset = {param(pop, 'v_reset')[bad][0]:g} mV must lie below v_thresh = "
+                f"{param(pop, 'v_thresh')[bad][0]:g} mV."
+            )
+        cm = param(pop, "cm")
+        _check_finite(pop, "cm", cm, "nF")
+        if np.any(cm <= 0):
+            raise ParameterRangeError(
+                f"Population {pop.label!r}: cm = {cm[cm <= 0][0]:g} nF; allowed > 0 nF."
+            )
+        for receptor, name in ((EXCITATORY, "syn_gain_exc"), (INHIBITORY, "syn_gain_inh")):
+            if (id(pop), receptor) in gains:
+                arrays[name][c] = gains[(id(pop), receptor)]
+    if not mask.any():
+        return None
+    return CalibrationTargets(**arrays, circuits=mask)
+
+
+def bias_capmem(populations, circuits_of, currents_na, vmap, speedup):
+    """CapMem value and sink switch of the bias current of every circuit with a current."""
+    capmem = {}
+    for pop in populations:
+        if id(pop) not in currents_na:
+            continue
+        i_na = currents_na[id(pop)]
+        cm = param(pop, "cm")
+        slope = vmap.slope_to_lsb_per_us(i_na / cm, speedup)
+        value = np.rint(np.abs(slope) / BIAS_LSB_PER_US_AT_MAX * C.CAPMEM_MAX)
+        if np.any(value > C.CAPMEM_MAX):
+            limit = float((BIAS_LSB_PER_US_AT_MAX / vmap.slope_to_lsb_per_us(1.0 / cm, speedup)).min())
+            k = int(np.flatnonzero(value > C.CAPMEM_MAX)[0])
+            raise ParameterRangeError(
+                f"Population {pop.label!r}: current (i_offset + injected) = {i_na[k]:g} nA on neuron {k} is out of "
+                f"range: allowed -{limit:.3g}..{limit:.3g} nA with cm = {cm[k]:g} nF at speedup {speedup:g}."
+            )
+        capmem[id(pop)] = (value.astype(np.int64), i_na < 0)
+    return capmem
+
+
+def reversal_capmem(population, name: str, vmap) -> np.ndarray:
+    """Nominal (uncalibrated) CapMem value of a reversal potential [mV]."""
+    lsb = potential_to_lsb(population, name, (0.0, float(C.CADC_MAX)), vmap)
+    return np.clip(np.rint(lsb * CAPMEM_PER_LSB), 0, C.CAPMEM_MAX).astype(np.int64)
