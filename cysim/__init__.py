@@ -11,8 +11,17 @@ from . import constants
 from .chip import VirtualChip
 from .config import ChipConfig
 from .constants import ROW_EXC, ROW_INH, ROW_OFF, circuit_of, event_label
-from .errors import ChipError, ConfigError, ConfigIndexError, RunError, StimulusError
-from .result import RunResult
+from .errors import (
+    ChipError,
+    ConfigError,
+    ConfigIndexError,
+    KernelError,
+    PlasticityError,
+    RunError,
+    StimulusError,
+)
+from .ppu import PlasticityContext, PPUProgram
+from .result import PlasticityLog, PlasticityRecord, RunResult
 from .stimulus import Stimulus
 
 __all__ = [
@@ -20,6 +29,12 @@ __all__ = [
     "ChipConfig",
     "Stimulus",
     "RunResult",
+    "PPUProgram",
+    "PlasticityContext",
+    "PlasticityLog",
+    "PlasticityRecord",
+    "KernelError",
+    "PlasticityError",
     "ChipError",
     "ConfigError",
     "ConfigIndexError",

@@ -16,6 +16,14 @@ nonlinear circuits are scalar calls to libm's ``exp`` (the same function the ref
 engine uses, so results stay equal). Spiking circuits are then collected, reset and routed
 by scalar code.
 
+A :class:`Session` keeps the state of every trial between calls, so a run can pause at
+the ticks of plasticity kernels and resume (``start``, ``advance(step)``, ``finish``); a
+run without pauses (:func:`simulate`) integrates each trial in one go. With plasticity
+(``Session(inp, plastic)``) events are queued as routing keys and delivered when they
+arrive, through per-trial amplitudes (weights kernels may rewrite), driver short-term
+plasticity and correlation sensors (equations in :mod:`cysim.engine`); with it off, the
+event path and the arithmetic are the ones of the one-pass run.
+
 Temporal noise (membrane OU increments, passive OU samples, readout noise) draws from one
 xorshift64 stream per circuit and trial: the sum of the four 16-bit fields of one draw,
 standardised (an Irwin-Hall variate: exactly zero mean and unit variance, support
@@ -23,9 +31,10 @@ standardised (an Irwin-Hall variate: exactly zero mean and unit variance, suppor
 """
 
 from cython.parallel cimport prange
-from libc.math cimport log, llround
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.math cimport exp, log, llround
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
 from libcpp.vector cimport vector
 
 import numpy as np
@@ -257,6 +266,33 @@ cdef extern from *:
         for (ptrdiff_t j = 0; j < n_total; ++j) out[order[j]] = (uint8_t)buf[j];
     }
 
+    /* Weights written by a plasticity kernel, in one vectorised pass: clip to 0..63 in
+       place, count the clipped ones (returned) and flag every block of 64 that holds a
+       weight differing from the applied one (int16 counters per block). */
+    CYSIM_CLONES static int64_t cysim_scan_weights(int64_t n, int16_t* R w,
+                                                   const int16_t* R applied,
+                                                   uint8_t* R changed)
+    {
+        int64_t total = 0;
+        for (int64_t b = 0; b < n; b += 64) {
+            ptrdiff_t m = n - b < 64 ? n - b : 64;
+            int16_t cnt = 0, any = 0;
+            int16_t* R wb = w + b;
+            const int16_t* R ab = applied + b;
+            #pragma omp simd reduction(+:cnt) reduction(|:any)
+            for (ptrdiff_t j = 0; j < m; ++j) {
+                int16_t x = wb[j];
+                cnt += (uint16_t)x > 63;
+                x = x < 0 ? 0 : (x > 63 ? 63 : x);
+                wb[j] = x;
+                any |= x ^ ab[j];
+            }
+            total += cnt;
+            changed[b >> 6] = any != 0;
+        }
+        return total;
+    }
+
     /* Events that arrive in this step: add the ring-buffer slot, then clear it. */
     CYSIM_CLONES static void cysim_add_clear(int n, double* R dst, double* R src)
     {
@@ -302,6 +338,8 @@ cdef extern from *:
     int cysim_collect_spikes(int n, const double* v_th, const double* v, const double* vnew,
                              const double* ref, int32_t* spiked, double* frac) noexcept nogil
     void cysim_add_clear(int n, double* dst, double* src) noexcept nogil
+    int64_t cysim_scan_weights(int64_t n, int16_t* w, const int16_t* applied,
+                               uint8_t* changed) noexcept nogil
     void cysim_cadc_sample(int n_total, int n, const double* v, double* vq, const double* e_l,
                            const double* rho, const double* psig, int advance, const double* gain,
                            const double* offset, double noise, uint64_t* state,
@@ -364,6 +402,41 @@ cdef struct Params:
     int64_t n_madc_samples
     double madc_period
     uint16_t* madc_out
+    # --- event path with plasticity (see cysim.plasticity) ------------------------------
+    # Events are queued as routing keys and delivered when they arrive, with per-trial
+    # amplitudes (weights a kernel may rewrite), driver short-term plasticity and
+    # correlation sensors. Three orders of the tracked synapses: s (row-major, what
+    # kernels see), k (routing entries: the routed ones sorted by key, for events) and
+    # j (the routed ones grouped by local circuit, for the sweep at a spike).
+    int plastic
+    int sensors
+    int any_stp
+    int64_t n_syn  # tracked synapses (s)
+    int64_t n_entries  # routed tracked synapses (k and j)
+    const int32_t* entry_syn  # k -> s
+    const int32_t* entry_post  # k -> j
+    const int32_t* entry_drv  # k -> driver (hemisphere * 128 + driver)
+    const int32_t* entry_circ  # k -> local circuit
+    const double* eta_a  # k: acausal increment at zero delay [LSB]
+    const double* inv_tau_a  # k: 1 / tau [1/us]
+    const double* offh_a  # k: readout offset + 0.5 [LSB]
+    const int64_t* post_ptr  # local circuit -> its range of j
+    const int32_t* post_syn  # j -> s
+    const double* eta_c  # j
+    const double* inv_tau_c  # j
+    const double* offh_c  # j
+    const int32_t* syn_entry  # s -> k, or -1 (row off)
+    const double* syn_dg  # s: driver gain
+    const double* syn_sg  # s: synapse gain
+    const int32_t* syn_gidx  # s: index of its gain (channel * n + local circuit), or -1
+    const uint8_t* zero_c  # s: readout of an empty sensor
+    const uint8_t* zero_a
+    double corr_sat
+    const int64_t* stp_key_ptr  # key -> drivers with STP on that the event passes
+    const int32_t* stp_key_drv
+    const double* stp_U
+    const double* stp_inv_rec
+    const double* stp_inv_fac  # 0 where facilitation is off
 
 
 cdef struct Rng:  # xoshiro256+ (Poisson background generators)
@@ -371,6 +444,64 @@ cdef struct Rng:  # xoshiro256+ (Poisson background generators)
     uint64_t s1
     uint64_t s2
     uint64_t s3
+
+
+cdef struct Trial:
+    # position in the run
+    int64_t index
+    int64_t step  # next step to integrate
+    int slot  # ring-buffer slot of that step: step % ring_len
+    int64_t ev
+    int64_t ev_end
+    int64_t cadc_next
+    int64_t madc_next
+    int any_bg
+    # state
+    double* v
+    double* vnew
+    double* vbuf0
+    double* vbuf1
+    double* w
+    double* syn  # [exc..., inh...]
+    double* ring
+    double* ref
+    double* sa
+    double* sb
+    int32_t* cbuf
+    uint8_t* dirty
+    uint64_t* nstate
+    double* bg_next
+    Rng* bg_rng
+    double* madc_prev
+    double* vq
+    int32_t* spiked
+    double* sfrac
+    vector[int32_t]* sp_circ
+    vector[double]* sp_time
+    # parameters: the shared ones unless a kernel rewrote this trial's CapMem cells
+    cysim_circuits c
+    const double* b
+    const double* ref_steps
+    const double* passive_rho
+    const double* passive_sigma
+    # plasticity (rows of the session's arrays)
+    vector[int32_t]* queues  # ring_len queues of keys arriving in each slot
+    int16_t* weights  # s: written by kernels
+    int16_t* applied  # s: weights in effect
+    uint8_t* changed  # per block of 64 synapses: a written weight differs (scratch)
+    uint8_t* read_c  # s: 8-bit sensor readouts, kept up to date
+    uint8_t* read_a
+    double* amp  # k
+    float* acc_a  # k
+    double* last_pre  # j
+    float* acc_c  # j
+    double* gain  # [exc..., inh...] synaptic gain per local circuit
+    double* last_post
+    uint8_t* counts
+    double* stp_x
+    double* stp_u
+    double* stp_last
+    double* stp_f
 
 
 cdef inline uint64_t _splitmix(uint64_t* x) noexcept nogil:
@@ -414,95 +545,208 @@ cdef inline void _deliver(const Params* p, double* ring, int slot, int32_t key) 
         dst[p.key_target[k]] += p.key_amp[k]
 
 
-cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out,
-                    vector[double]* sp_time_out) noexcept nogil:
-    # spikes are collected locally and handed over at the end: vectors of neighbouring
+cdef inline uint8_t _readout(double x) noexcept nogil:
+    """8-bit sensor readout of ``x`` = accumulated value + offset + 0.5."""
+    return <uint8_t>(0.0 if x < 0.0 else (255.0 if x > 255.0 else x))
+
+
+cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32_t key,
+                                  double t) noexcept nogil:
+    """An event with routing key ``key`` arrives at its synapses at time ``t``: driver
+    short-term plasticity, synaptic input into ``dst``, acausal sensors, pre traces."""
+    cdef int64_t k
+    cdef int32_t d
+    cdef double h, x, u, a, arg
+    if p.any_stp:  # every driver the event passes updates its state once
+        for k in range(p.stp_key_ptr[key], p.stp_key_ptr[key + 1]):
+            d = p.stp_key_drv[k]
+            h = t - st.stp_last[d]  # +inf before the first event: fully recovered
+            x = st.stp_x[d]
+            u = st.stp_u[d]
+            x = 1.0 + (x - x * u - 1.0) * exp(-h * p.stp_inv_rec[d])
+            if p.stp_inv_fac[d] > 0.0:
+                u = p.stp_U[d] + u * (1.0 - p.stp_U[d]) * exp(-h * p.stp_inv_fac[d])
+            else:
+                u = p.stp_U[d]
+            st.stp_x[d] = x
+            st.stp_u[d] = u
+            st.stp_last[d] = t
+            st.stp_f[d] = x * u
+    for k in range(p.key_ptr[key], p.key_ptr[key + 1]):
+        a = st.amp[k]
+        if p.any_stp:
+            a = a * st.stp_f[p.entry_drv[k]]
+        dst[p.key_target[k]] += a
+        if p.sensors:
+            # post trace of the target circuit; traces older than 40 tau (< 1e-15 LSB) skipped
+            arg = (st.last_post[p.entry_circ[k]] - t) * p.inv_tau_a[k]
+            if arg > -40.0:
+                x = st.acc_a[k] + p.eta_a[k] * exp(arg)
+                st.acc_a[k] = <float>(x if x < p.corr_sat else p.corr_sat)
+                st.read_a[p.entry_syn[k]] = _readout(st.acc_a[k] + p.offh_a[k])
+            st.last_pre[p.entry_post[k]] = t
+
+
+cdef inline void _post_spike(const Params* p, Trial* st, int i, double ts) noexcept nogil:
+    """Circuit ``i`` spiked at ``ts``: causal sensors of its synapses, its post trace."""
+    cdef int64_t j
+    cdef double arg, x
+    for j in range(p.post_ptr[i], p.post_ptr[i + 1]):
+        arg = (st.last_pre[j] - ts) * p.inv_tau_c[j]
+        if arg > -40.0:
+            x = st.acc_c[j] + p.eta_c[j] * exp(arg)
+            st.acc_c[j] = <float>(x if x < p.corr_sat else p.corr_sat)
+            st.read_c[p.post_syn[j]] = _readout(st.acc_c[j] + p.offh_c[j])
+    st.last_post[i] = ts
+
+
+cdef void _free_trial(Trial* st) noexcept nogil:
+    free(st.vbuf0); free(st.vbuf1); free(st.w); free(st.syn); free(st.ring); free(st.ref)
+    free(st.sa); free(st.sb); free(st.cbuf); free(st.dirty); free(st.nstate); free(st.bg_next)
+    free(st.bg_rng); free(st.madc_prev); free(st.vq); free(st.spiked); free(st.sfrac)
+    st.vbuf0 = NULL; st.vbuf1 = NULL; st.w = NULL; st.syn = NULL; st.ring = NULL
+    st.ref = NULL; st.sa = NULL; st.sb = NULL; st.cbuf = NULL; st.dirty = NULL
+    st.nstate = NULL; st.bg_next = NULL; st.bg_rng = NULL; st.madc_prev = NULL; st.vq = NULL
+    st.spiked = NULL; st.sfrac = NULL
+
+
+cdef int _init_trial(const Params* p, Trial* st) noexcept nogil:
+    """Allocate the state of trial ``st.index`` and set it to the start of the run."""
+    cdef int n = p.n
+    cdef int L = p.ring_len
+    cdef int nn = n if n > 0 else 1
+    cdef int64_t trial = st.index
+    cdef int i, j, g
+    cdef uint64_t x
+    st.vbuf0 = <double*>malloc(nn * sizeof(double))
+    st.vbuf1 = <double*>malloc(nn * sizeof(double))
+    st.w = <double*>calloc(nn, sizeof(double))
+    st.syn = <double*>calloc(2 * nn, sizeof(double))
+    st.ring = <double*>calloc(<int64_t>L * 2 * nn, sizeof(double))
+    st.ref = <double*>calloc(nn, sizeof(double))
+    st.sa = <double*>malloc(nn * sizeof(double))
+    st.sb = <double*>malloc(nn * sizeof(double))
+    st.cbuf = <int32_t*>malloc(p.n_total * sizeof(int32_t))
+    st.dirty = <uint8_t*>calloc(L, sizeof(uint8_t))
+    st.nstate = <uint64_t*>malloc(p.n_total * sizeof(uint64_t))
+    st.bg_next = <double*>malloc((p.n_bg + 1) * sizeof(double))
+    st.bg_rng = <Rng*>malloc((p.n_bg + 1) * sizeof(Rng))
+    st.madc_prev = <double*>malloc((p.n_madc + 1) * sizeof(double))
+    st.vq = <double*>malloc((p.n_total - n + 1) * sizeof(double))
+    st.spiked = <int32_t*>malloc(nn * sizeof(int32_t))
+    st.sfrac = <double*>malloc(nn * sizeof(double))
+    if st.vbuf0 == NULL or st.vbuf1 == NULL or st.w == NULL or st.syn == NULL \
+            or st.ring == NULL or st.ref == NULL or st.sa == NULL or st.sb == NULL \
+            or st.cbuf == NULL or st.dirty == NULL or st.nstate == NULL or st.bg_next == NULL \
+            or st.bg_rng == NULL or st.madc_prev == NULL or st.vq == NULL \
+            or st.spiked == NULL or st.sfrac == NULL:
+        _free_trial(st)
+        return -1
+    st.v = st.vbuf0
+    st.vnew = st.vbuf1
+    st.step = 0
+    st.slot = 0
+    st.ev = p.ev_ptr[trial]
+    st.ev_end = p.ev_ptr[trial + 1]
+    st.cadc_next = 0
+    st.madc_next = 0
+    st.any_bg = 0
+    x = p.noise_seeds[trial] ^ <uint64_t>0x5DEECE66D
+    for i in range(n):
+        st.v[i] = st.c.e_l[i]
+    for j in range(p.n_total):
+        st.nstate[j] = _splitmix(&x) | 1u  # xorshift64 needs a non-zero state
+    for j in range(n, p.n_total):
+        st.vq[j - n] = st.c.e_l[j]
+    for g in range(p.n_bg):
+        _seed(&st.bg_rng[g], p.bg_seeds[trial * p.n_bg + g])
+        if p.bg_mode[g] != 0:
+            st.any_bg = 1
+        if p.bg_mode[g] == 1:
+            st.bg_next[g] = -log(_uniform(&st.bg_rng[g])) * p.bg_period[g]
+        else:
+            st.bg_next[g] = p.bg_period[g]
+    return 0
+
+
+cdef void _advance(const Params* p, Trial* st, int64_t step_end) noexcept nogil:
+    """Integrate trial ``st`` from its current step up to (excluding) ``step_end``."""
+    # spikes are collected locally and handed back at the end: vectors of neighbouring
     # trials share cache lines, and other threads write them
     cdef vector[int32_t] sp_circ_local
     cdef vector[double] sp_time_local
+    sp_circ_local.swap(st.sp_circ[0])
+    sp_time_local.swap(st.sp_time[0])
     cdef vector[int32_t]* sp_circ = &sp_circ_local
     cdef vector[double]* sp_time = &sp_time_local
-    cdef const cysim_circuits* c = &p.c
+    cdef const cysim_circuits* c = &st.c
+    cdef const double* b = st.b
+    cdef const double* ref_steps = st.ref_steps
+    cdef const double* prho = st.passive_rho
+    cdef const double* psig = st.passive_sigma
     cdef int n = p.n
     cdef int ns = p.n_special
     cdef int L = p.ring_len
     cdef double dt = p.dt
-    cdef int nn = n if n > 0 else 1
-    cdef double* v = <double*>malloc(nn * sizeof(double))
-    cdef double* vnew = <double*>malloc(nn * sizeof(double))
-    cdef double* w = <double*>calloc(nn, sizeof(double))
-    cdef double* syn = <double*>calloc(2 * nn, sizeof(double))  # [exc..., inh...]
-    cdef double* ring = <double*>calloc(<int64_t>L * 2 * nn, sizeof(double))
-    cdef double* ref = <double*>calloc(nn, sizeof(double))
-    cdef double* sa = <double*>malloc(nn * sizeof(double))
-    cdef double* sb = <double*>malloc(nn * sizeof(double))
-    cdef int32_t* cbuf = <int32_t*>malloc(p.n_total * sizeof(int32_t))
-    cdef uint8_t* dirty = <uint8_t*>calloc(L, sizeof(uint8_t))
-    cdef uint64_t* nstate = <uint64_t*>malloc(p.n_total * sizeof(uint64_t))
-    cdef double* bg_next = <double*>malloc((p.n_bg + 1) * sizeof(double))
-    cdef Rng* bg_rng = <Rng*>malloc((p.n_bg + 1) * sizeof(Rng))
-    cdef double* madc_prev = <double*>malloc((p.n_madc + 1) * sizeof(double))
-    cdef double* vq = <double*>malloc((p.n_total - n + 1) * sizeof(double))
-    cdef int32_t* spiked = <int32_t*>malloc(nn * sizeof(int32_t))
-    cdef double* sfrac = <double*>malloc(nn * sizeof(double))
-    cdef double* vbuf0 = v
-    cdef double* vbuf1 = vnew
+    cdef double* v = st.v
+    cdef double* vnew = st.vnew
+    cdef double* w = st.w
+    cdef double* syn = st.syn
+    cdef double* ring = st.ring
+    cdef double* ref = st.ref
+    cdef double* sa = st.sa
+    cdef double* sb = st.sb
+    cdef int32_t* cbuf = st.cbuf
+    cdef uint8_t* dirty = st.dirty
+    cdef uint64_t* nstate = st.nstate
+    cdef double* bg_next = st.bg_next
+    cdef Rng* bg_rng = st.bg_rng
+    cdef double* madc_prev = st.madc_prev
+    cdef double* vq = st.vq
+    cdef int32_t* spiked = st.spiked
+    cdef double* sfrac = st.sfrac
     cdef double* tmp
     cdef int n_spiked
-    if v == NULL or vnew == NULL or w == NULL or syn == NULL or ring == NULL or ref == NULL \
-            or sa == NULL or sb == NULL or cbuf == NULL or dirty == NULL \
-            or nstate == NULL or bg_next == NULL or bg_rng == NULL or madc_prev == NULL \
-            or vq == NULL or spiked == NULL or sfrac == NULL:
-        free(v); free(vnew); free(w); free(syn); free(ring); free(ref); free(sa)
-        free(sb); free(cbuf); free(dirty); free(nstate); free(bg_next); free(bg_rng)
-        free(madc_prev); free(vq); free(spiked); free(sfrac)
-        return -1
     cdef double* ie = syn
     cdef double* ii = syn + n
-    cdef int i, g, m, slot, j, s
+    cdef int i, g, m, j, s
+    cdef int slot = st.slot
     cdef int32_t key
     cdef int64_t step, k, arrival, ks
-    cdef int64_t ev = p.ev_ptr[trial]
-    cdef int64_t ev_end = p.ev_ptr[trial + 1]
-    cdef int64_t cadc_next = 0
-    cdef int64_t madc_next = 0
+    cdef size_t q
+    cdef int64_t ev = st.ev
+    cdef int64_t ev_end = st.ev_end
+    cdef int64_t cadc_next = st.cadc_next
+    cdef int64_t madc_next = st.madc_next
     cdef double t, t_end, vi, frac, ts, tk
     cdef int hits
-    cdef uint64_t x
-    cdef uint8_t* cadc_out = p.cadc_out + trial * p.n_cadc * p.n_total
-    cdef uint16_t* madc_out = p.madc_out + trial * p.n_madc_samples * p.n_madc
+    cdef uint8_t* cadc_out = p.cadc_out + st.index * p.n_cadc * p.n_total
+    cdef uint16_t* madc_out = p.madc_out + st.index * p.n_madc_samples * p.n_madc
     cdef double mval
     cdef double madc_sf[2]  # fraction of the step at which a MADC circuit spiked, or 2
-    cdef int any_bg = 0
+    cdef int any_bg = st.any_bg
+    cdef int plastic = p.plastic
+    cdef vector[int32_t]* queues = st.queues
+    cdef uint8_t* counts = st.counts
 
-    x = p.noise_seeds[trial] ^ <uint64_t>0x5DEECE66D
-    for i in range(n):
-        v[i] = c.e_l[i]
-    for j in range(p.n_total):
-        nstate[j] = _splitmix(&x) | 1u  # xorshift64 needs a non-zero state
-    for j in range(n, p.n_total):
-        vq[j - n] = c.e_l[j]
-    for g in range(p.n_bg):
-        _seed(&bg_rng[g], p.bg_seeds[trial * p.n_bg + g])
-        if p.bg_mode[g] != 0:
-            any_bg = 1
-        if p.bg_mode[g] == 1:
-            bg_next[g] = -log(_uniform(&bg_rng[g])) * p.bg_period[g]
-        else:
-            bg_next[g] = p.bg_period[g]
-
-    slot = 0  # ring-buffer slot of the current step: step % L
-    for step in range(p.n_steps):
+    for step in range(st.step, step_end):
         t = step * dt
         t_end = t + dt
         # --- events arriving now -------------------------------------------------------
         if dirty[slot]:
+            if plastic:
+                for q in range(queues[slot].size()):
+                    _deliver_plastic(p, st, ring + <int64_t>slot * 2 * n, queues[slot][q], t)
+                queues[slot].clear()
             cysim_add_clear(2 * n, syn, ring + <int64_t>slot * 2 * n)
             dirty[slot] = 0
         while ev < ev_end and p.ev_step[ev] <= step:
             key = p.ev_key[ev]
-            for k in range(p.key_ptr[key], p.key_ptr[key + 1]):
-                syn[p.key_target[k]] += p.key_amp[k]
+            if plastic:
+                _deliver_plastic(p, st, syn, key, t)
+            else:
+                for k in range(p.key_ptr[key], p.key_ptr[key + 1]):
+                    syn[p.key_target[k]] += p.key_amp[k]
             ev += 1
         # --- background generators emit into the routing ------------------------------
         if any_bg:
@@ -512,7 +756,10 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
                     if arrival <= step:
                         arrival = step + 1
                     for ks in range(p.bg_ptr[g], p.bg_ptr[g + 1]):
-                        _deliver(p, ring, <int>(arrival % L), p.bg_keys[ks])
+                        if plastic:
+                            queues[arrival % L].push_back(p.bg_keys[ks])
+                        else:
+                            _deliver(p, ring, <int>(arrival % L), p.bg_keys[ks])
                     dirty[arrival % L] = 1
                     if p.bg_mode[g] == 1:
                         bg_next[g] += -log(_uniform(&bg_rng[g])) * p.bg_period[g]
@@ -520,7 +767,7 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
                         bg_next[g] += p.bg_period[g]
         # --- CADC samples the state at t ----------------------------------------------
         if cadc_next < p.n_cadc and p.cadc_steps[cadc_next] == step:
-            cysim_cadc_sample(p.n_total, n, v, vq, c.e_l, p.passive_rho, p.passive_sigma,
+            cysim_cadc_sample(p.n_total, n, v, vq, c.e_l, prho, psig,
                               cadc_next > 0, p.cadc_gain, p.cadc_offset, p.cadc_noise, nstate,
                               p.order, cbuf, cadc_out + cadc_next * p.n_total)
             cadc_next += 1
@@ -545,18 +792,26 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
             sp_circ.push_back(i)
             sp_time.push_back(ts)
             vnew[i] = c.v_reset[i]
-            ref[i] = p.ref_steps[i]
+            ref[i] = ref_steps[i]
             if p.flags[i] & F_ADAPT:
-                w[i] += p.b[i]
+                w[i] += b[i]
             for m in range(p.n_madc):
                 if p.madc_local[m] == i:
                     madc_sf[m] = frac
+            if plastic:
+                if counts[i] < 255:
+                    counts[i] += 1
+                if p.sensors:
+                    _post_spike(p, st, i, ts)
             if p.out_ptr[i + 1] > p.out_ptr[i]:
                 arrival = llround((ts + p.latency) / dt)
                 if arrival <= step:
                     arrival = step + 1
                 for ks in range(p.out_ptr[i], p.out_ptr[i + 1]):
-                    _deliver(p, ring, <int>(arrival % L), p.out_keys[ks])
+                    if plastic:
+                        queues[arrival % L].push_back(p.out_keys[ks])
+                    else:
+                        _deliver(p, ring, <int>(arrival % L), p.out_keys[ks])
                 dirty[arrival % L] = 1
         tmp = v
         v = vnew
@@ -589,18 +844,534 @@ cdef int _run_trial(const Params* p, int64_t trial, vector[int32_t]* sp_circ_out
                 madc_out[madc_next * p.n_madc + m] = <uint16_t>(mval + 0.5)
             madc_next += 1
 
-    # a sample time that rounds to the end of the run reads the final state
-    if cadc_next < p.n_cadc and p.cadc_steps[cadc_next] == p.n_steps:
-        cysim_cadc_sample(p.n_total, n, v, vq, c.e_l, p.passive_rho, p.passive_sigma,
+    if step_end > st.step:
+        st.step = step_end
+    # a pausing run takes the CADC sample due at the pause now, so that a kernel sees the
+    # state at the tick (the same draws in the same order as without the pause)
+    if plastic and step_end < p.n_steps and cadc_next < p.n_cadc \
+            and p.cadc_steps[cadc_next] == step_end:
+        cysim_cadc_sample(p.n_total, n, v, vq, c.e_l, prho, psig,
                           cadc_next > 0, p.cadc_gain, p.cadc_offset, p.cadc_noise, nstate,
                           p.order, cbuf, cadc_out + cadc_next * p.n_total)
         cadc_next += 1
-    free(vbuf0); free(vbuf1); free(w); free(syn); free(ring); free(ref); free(sa)
-    free(sb); free(cbuf); free(dirty); free(nstate); free(bg_next); free(bg_rng)
-    free(madc_prev); free(vq); free(spiked); free(sfrac)
-    sp_circ_out.swap(sp_circ_local)
-    sp_time_out.swap(sp_time_local)
+    st.slot = slot
+    st.v = v
+    st.vnew = vnew
+    st.ev = ev
+    st.cadc_next = cadc_next
+    st.madc_next = madc_next
+    sp_circ_local.swap(st.sp_circ[0])
+    sp_time_local.swap(st.sp_time[0])
+
+
+cdef void _finish_trial(const Params* p, Trial* st) noexcept nogil:
+    """The end of the run: a sample time that rounds to the end reads the final state."""
+    cdef uint8_t* cadc_out = p.cadc_out + st.index * p.n_cadc * p.n_total
+    if st.cadc_next < p.n_cadc and p.cadc_steps[st.cadc_next] == p.n_steps:
+        cysim_cadc_sample(p.n_total, p.n, st.v, st.vq, st.c.e_l, st.passive_rho,
+                          st.passive_sigma, st.cadc_next > 0, p.cadc_gain, p.cadc_offset,
+                          p.cadc_noise, st.nstate, p.order, st.cbuf,
+                          cadc_out + st.cadc_next * p.n_total)
+        st.cadc_next += 1
+
+
+cdef int _run_trial(const Params* p, Trial* st) noexcept nogil:
+    """A whole trial in one go (runs without a plasticity program)."""
+    if _init_trial(p, st) != 0:
+        return -1
+    _advance(p, st, p.n_steps)
+    _finish_trial(p, st)
+    _free_trial(st)
     return 0
+
+
+_CIRCUIT_FIELDS = (
+    "e_l", "p_mem", "p_vexc", "p_vinh", "p_vconst", "i_bias", "p_exc", "p_inh", "bias_step",
+    "v_reset", "v_th", "noise_step", "v_th_spike", "v_t", "delta_t", "exp_scale", "inv_tau_m",
+    "f_exc", "f_inh", "e_rev_e", "e_rev_i", "p_w", "a", "m_exp", "m_adapt", "m_coba", "b",
+    "ref_steps", "passive_rho", "passive_sigma",
+)
+
+
+cdef const double* _f64_ptr(dict keep, str name, object value, Py_ssize_t size=-1) except? NULL:
+    """Pointer to a contiguous float64 copy of ``value`` kept alive in ``keep``."""
+    a = np.ascontiguousarray(value, dtype=np.float64).reshape(-1)
+    if size >= 0 and a.size != size:
+        raise ValueError(f"engine input {name!r} has {a.size} entries, expected {size}")
+    if a.size == 0:
+        a = np.zeros(1)
+    keep[name] = a
+    cdef double[::1] d = a
+    return &d[0]
+
+
+cdef object _bind_circuits(Trial* st, dict arrays, dict keep, Py_ssize_t size):
+    """Point the per-circuit parameters of ``st`` at ``arrays`` (kept in ``keep``)."""
+    st.c.e_l = _f64_ptr(keep, "e_l", arrays["e_l"], size)
+    st.c.p_mem = _f64_ptr(keep, "p_mem", arrays["p_mem"], size)
+    st.c.p_vexc = _f64_ptr(keep, "p_vexc", arrays["p_vexc"], size)
+    st.c.p_vinh = _f64_ptr(keep, "p_vinh", arrays["p_vinh"], size)
+    st.c.p_vconst = _f64_ptr(keep, "p_vconst", arrays["p_vconst"], size)
+    st.c.i_bias = _f64_ptr(keep, "i_bias", arrays["i_bias"], size)
+    st.c.p_exc = _f64_ptr(keep, "p_exc", arrays["p_exc"], size)
+    st.c.p_inh = _f64_ptr(keep, "p_inh", arrays["p_inh"], size)
+    st.c.bias_step = _f64_ptr(keep, "bias_step", arrays["bias_step"], size)
+    st.c.v_reset = _f64_ptr(keep, "v_reset", arrays["v_reset"], size)
+    st.c.v_th = _f64_ptr(keep, "v_th", arrays["v_th"], size)
+    st.c.sigma = _f64_ptr(keep, "noise_step", arrays["noise_step"], size)
+    st.c.v_th_spike = _f64_ptr(keep, "v_th_spike", arrays["v_th_spike"], size)
+    st.c.v_t = _f64_ptr(keep, "v_t", arrays["v_t"], size)
+    st.c.delta_t = _f64_ptr(keep, "delta_t", arrays["delta_t"], size)
+    st.c.exp_scale = _f64_ptr(keep, "exp_scale", arrays["exp_scale"], size)
+    st.c.inv_tau_m = _f64_ptr(keep, "inv_tau_m", arrays["inv_tau_m"], size)
+    st.c.f_exc = _f64_ptr(keep, "f_exc", arrays["f_exc"], size)
+    st.c.f_inh = _f64_ptr(keep, "f_inh", arrays["f_inh"], size)
+    st.c.e_rev_e = _f64_ptr(keep, "e_rev_e", arrays["e_rev_e"], size)
+    st.c.e_rev_i = _f64_ptr(keep, "e_rev_i", arrays["e_rev_i"], size)
+    st.c.p_w = _f64_ptr(keep, "p_w", arrays["p_w"], size)
+    st.c.a = _f64_ptr(keep, "a", arrays["a"], size)
+    st.c.m_exp = _f64_ptr(keep, "m_exp", arrays["m_exp"], size)
+    st.c.m_adapt = _f64_ptr(keep, "m_adapt", arrays["m_adapt"], size)
+    st.c.m_coba = _f64_ptr(keep, "m_coba", arrays["m_coba"], size)
+    st.b = _f64_ptr(keep, "b", arrays["b"], size)
+    st.ref_steps = _f64_ptr(keep, "ref_steps", arrays["ref_steps"], size)
+    st.passive_rho = _f64_ptr(keep, "passive_rho", arrays["passive_rho"], size)
+    st.passive_sigma = _f64_ptr(keep, "passive_sigma", arrays["passive_sigma"], size)
+
+
+cdef class Session:
+    """A batched run that can pause between steps (for plasticity kernels).
+
+    ``Session(inp, plastic=None, threads=1)``: ``inp`` from :func:`cysim.engine.prepare`;
+    ``plastic`` (a dict from :mod:`cysim.plasticity`) switches on the event path with
+    per-trial weights, driver short-term plasticity, correlation sensors and spike
+    counters. :meth:`start` allocates the trials, :meth:`advance` integrates all of them up
+    to a step, :meth:`outputs` returns what was recorded so far. Between calls Python may
+    rewrite weights (then :meth:`apply_weights`) and per-trial circuit parameters
+    (:meth:`set_trial_circuits`), read sensors (:meth:`read_correlation`) and counters.
+    """
+
+    cdef Params p
+    cdef Trial* trials
+    cdef int64_t n_trials
+    cdef int threads
+    cdef int started
+    cdef int finished
+    cdef dict keep
+    cdef list trial_keep
+    cdef vector[vector[int32_t]] sp_circ
+    cdef vector[vector[double]] sp_time
+    cdef vector[vector[int32_t]] queues
+    cdef readonly object cadc
+    cdef readonly object madc
+    cdef readonly dict arrays  # the per-trial plasticity arrays (NumPy, shared with C)
+
+    def __cinit__(self):
+        self.trials = NULL
+
+    def __dealloc__(self):
+        cdef int64_t tr
+        if self.trials != NULL:
+            for tr in range(self.n_trials):
+                _free_trial(&self.trials[tr])
+            free(self.trials)
+            self.trials = NULL
+
+    def __init__(self, dict inp, dict plastic=None, int threads=1):
+        cdef int64_t n_trials = inp["n_trials"]
+        cdef int n = inp["n"]
+        self.keep = {}
+        keep = self.keep
+
+        def f64(name, value=None):
+            a = np.ascontiguousarray(inp[name] if value is None else value, dtype=np.float64).reshape(-1)
+            if a.size == 0:
+                a = np.zeros(1)
+            keep[name] = a
+            return a
+
+        def typed(name, dtype, value=None):
+            a = np.ascontiguousarray(inp[name] if value is None else value, dtype=dtype).reshape(-1)
+            if a.size == 0:
+                a = np.zeros(1, dtype=dtype)
+            keep[name] = a
+            return a
+
+        cdef double[::1] d
+        cdef int64_t[::1] li
+        cdef int32_t[::1] ii
+        cdef uint8_t[::1] bb
+        cdef uint64_t[::1] uu
+        cdef Params* p = &self.p
+
+        p.dt = inp["dt"]
+        p.n_steps = inp["n_steps"]
+        p.n = n
+        p.latency = inp["latency"]
+        p.rail = inp["rail"]
+        p.ring_len = inp["ring_len"]
+        bb = typed("flags", np.uint8); p.flags = &bb[0]
+        p.n_special = inp["n_special"]
+        p.has_noise = 1 if inp["has_noise"] else 0
+        li = typed("key_ptr", np.int64); p.key_ptr = &li[0]
+        ii = typed("key_target", np.int32); p.key_target = &ii[0]
+        d = f64("key_amp"); p.key_amp = &d[0]
+        li = typed("out_ptr", np.int64); p.out_ptr = &li[0]
+        ii = typed("out_keys", np.int32); p.out_keys = &ii[0]
+        li = typed("ev_ptr", np.int64); p.ev_ptr = &li[0]
+        li = typed("ev_step", np.int64); p.ev_step = &li[0]
+        ii = typed("ev_key", np.int32); p.ev_key = &ii[0]
+        p.n_bg = inp["n_bg"]
+        bb = typed("bg_mode", np.uint8); p.bg_mode = &bb[0]
+        d = f64("bg_period"); p.bg_period = &d[0]
+        li = typed("bg_ptr", np.int64); p.bg_ptr = &li[0]
+        ii = typed("bg_keys", np.int32); p.bg_keys = &ii[0]
+        uu = typed("bg_seeds", np.uint64); p.bg_seeds = &uu[0]
+        uu = typed("noise_seeds", np.uint64); p.noise_seeds = &uu[0]
+        li = typed("cadc_steps", np.int64); p.cadc_steps = &li[0]
+        p.n_total = inp["n_total"]
+        d = f64("cadc_gain"); p.cadc_gain = &d[0]
+        d = f64("cadc_offset"); p.cadc_offset = &d[0]
+        p.cadc_noise = inp["cadc_noise"]
+        d = f64("madc_gain"); p.madc_gain = &d[0]
+        d = f64("madc_offset"); p.madc_offset = &d[0]
+        p.madc_noise = inp["madc_noise"]
+        p.n_cadc = inp["n_cadc"]
+        ii = typed("madc_local", np.int32); p.madc_local = &ii[0]
+        p.n_madc = inp["n_madc"]
+        p.n_madc_samples = inp["n_madc_samples"]
+        p.madc_period = inp["madc_period"]
+        li = typed("order", np.int64); p.order = &li[0]
+
+        # shared per-circuit parameters: bound once into a template trial
+        cdef Trial shared
+        _bind_circuits(&shared, {name: inp[name] for name in _CIRCUIT_FIELDS}, keep, -1)
+        p.c = shared.c
+        p.b = shared.b
+        p.ref_steps = shared.ref_steps
+        p.passive_rho = shared.passive_rho
+        p.passive_sigma = shared.passive_sigma
+
+        self.cadc = np.zeros((n_trials, max(p.n_cadc, 0), p.n_total), dtype=np.uint8)
+        self.madc = np.zeros((n_trials, max(p.n_madc_samples, 0), p.n_madc), dtype=np.uint16)
+        cdef uint8_t[::1] cflat = self.cadc.reshape(-1) if self.cadc.size else np.zeros(1, dtype=np.uint8)
+        cdef uint16_t[::1] mflat = self.madc.reshape(-1) if self.madc.size else np.zeros(1, dtype=np.uint16)
+        keep["cadc_flat"] = cflat
+        keep["madc_flat"] = mflat
+        p.cadc_out = &cflat[0]
+        p.madc_out = &mflat[0]
+
+        self.n_trials = n_trials
+        self.threads = max(1, min(threads, n_trials if n_trials > 0 else 1))
+        self.trials = <Trial*>calloc(max(n_trials, 1), sizeof(Trial))
+        if self.trials == NULL:
+            raise MemoryError("the virtual chip could not allocate its trials")
+        self.sp_circ.resize(n_trials)
+        self.sp_time.resize(n_trials)
+        self.trial_keep = [None] * n_trials
+        cdef int64_t tr
+        for tr in range(n_trials):
+            self.trials[tr].index = tr
+            self.trials[tr].sp_circ = &self.sp_circ[tr]
+            self.trials[tr].sp_time = &self.sp_time[tr]
+            self.trials[tr].c = p.c
+            self.trials[tr].b = p.b
+            self.trials[tr].ref_steps = p.ref_steps
+            self.trials[tr].passive_rho = p.passive_rho
+            self.trials[tr].passive_sigma = p.passive_sigma
+        self.arrays = {}
+        p.plastic = 0
+        p.sensors = 0
+        p.any_stp = 0
+        if plastic is not None:
+            self._init_plastic(plastic)
+
+    cdef _init_plastic(self, dict pl):
+        cdef Params* p = &self.p
+        cdef int64_t T = self.n_trials
+        cdef int64_t S = pl["n_syn"]
+        cdef int64_t E = pl["n_entries"]
+        cdef int64_t Sa = max(S, 1)
+        cdef int64_t Ea = max(E, 1)
+        cdef int n = p.n
+        cdef int nn = max(n, 1)
+        cdef int64_t tr
+        cdef Trial* st
+        cdef int stride = p.ring_len + 3  # queues of neighbouring trials on other cache lines
+        keep = self.keep
+
+        def typed(name, dtype):
+            a = np.ascontiguousarray(pl[name], dtype=dtype).reshape(-1)
+            if a.size == 0:
+                a = np.zeros(1, dtype=dtype)
+            keep["pl_" + name] = a
+            return a
+
+        cdef double[::1] d
+        cdef int64_t[::1] li
+        cdef int32_t[::1] ii
+        cdef uint8_t[::1] bb
+        p.plastic = 1
+        p.sensors = 1 if pl["sensors"] else 0
+        p.any_stp = 1 if pl["any_stp"] else 0
+        p.n_syn = S
+        p.n_entries = E
+        # the plastic routing table replaces the static one
+        li = typed("key_ptr", np.int64); p.key_ptr = &li[0]
+        ii = typed("key_target", np.int32); p.key_target = &ii[0]
+        ii = typed("entry_syn", np.int32); p.entry_syn = &ii[0]
+        ii = typed("entry_post", np.int32); p.entry_post = &ii[0]
+        ii = typed("entry_drv", np.int32); p.entry_drv = &ii[0]
+        ii = typed("entry_circ", np.int32); p.entry_circ = &ii[0]
+        d = typed("eta_a", np.float64); p.eta_a = &d[0]
+        d = typed("inv_tau_a", np.float64); p.inv_tau_a = &d[0]
+        d = typed("offh_a", np.float64); p.offh_a = &d[0]
+        li = typed("post_ptr", np.int64); p.post_ptr = &li[0]
+        ii = typed("post_syn", np.int32); p.post_syn = &ii[0]
+        d = typed("eta_c", np.float64); p.eta_c = &d[0]
+        d = typed("inv_tau_c", np.float64); p.inv_tau_c = &d[0]
+        d = typed("offh_c", np.float64); p.offh_c = &d[0]
+        ii = typed("syn_entry", np.int32); p.syn_entry = &ii[0]
+        d = typed("syn_dg", np.float64); p.syn_dg = &d[0]
+        d = typed("syn_sg", np.float64); p.syn_sg = &d[0]
+        ii = typed("syn_gidx", np.int32); p.syn_gidx = &ii[0]
+        bb = typed("zero_c", np.uint8); p.zero_c = &bb[0]
+        bb = typed("zero_a", np.uint8); p.zero_a = &bb[0]
+        p.corr_sat = pl["corr_sat"]
+        li = typed("stp_key_ptr", np.int64); p.stp_key_ptr = &li[0]
+        ii = typed("stp_key_drv", np.int32); p.stp_key_drv = &ii[0]
+        d = typed("stp_U", np.float64); p.stp_U = &d[0]
+        d = typed("stp_inv_rec", np.float64); p.stp_inv_rec = &d[0]
+        d = typed("stp_inv_fac", np.float64); p.stp_inv_fac = &d[0]
+
+        n_drv = pl["n_drivers"]
+        arrays = {
+            "weights": np.zeros((T, Sa), dtype=np.int16),
+            "applied": np.zeros((T, Sa), dtype=np.int16),
+            "changed": np.zeros((T, Sa // 64 + 1), dtype=np.uint8),
+            "read_c": np.zeros((T, Sa), dtype=np.uint8),
+            "read_a": np.zeros((T, Sa), dtype=np.uint8),
+            "amp": np.zeros((T, Ea)),
+            "acc_a": np.zeros((T, Ea), dtype=np.float32),
+            "last_pre": np.full((T, Ea), -np.inf),
+            "acc_c": np.zeros((T, Ea), dtype=np.float32),
+            "gain": np.zeros((T, 2 * nn)),
+            "last_post": np.full((T, nn), -np.inf),
+            "counts": np.zeros((T, nn), dtype=np.uint8),
+            "stp_x": np.ones((T, n_drv)),
+            "stp_u": np.zeros((T, n_drv)),
+            "stp_last": np.full((T, n_drv), -np.inf),
+            "stp_f": np.ones((T, n_drv)),
+        }
+        arrays["weights"][:, :S] = np.asarray(pl["weights"], dtype=np.int16)[None, :]
+        arrays["gain"][:, : 2 * n] = np.asarray(pl["gain"], dtype=np.float64).reshape(1, -1)
+        arrays["stp_u"][:] = np.asarray(pl["stp_U"], dtype=np.float64)[None, :]
+        self.arrays = arrays
+        cdef int16_t[:, ::1] w16 = arrays["weights"]
+        cdef int16_t[:, ::1] app = arrays["applied"]
+        cdef uint8_t[:, ::1] changed = arrays["changed"]
+        cdef uint8_t[:, ::1] read_c = arrays["read_c"]
+        cdef uint8_t[:, ::1] read_a = arrays["read_a"]
+        cdef double[:, ::1] amp = arrays["amp"]
+        cdef float[:, ::1] acc_a = arrays["acc_a"]
+        cdef double[:, ::1] last_pre = arrays["last_pre"]
+        cdef float[:, ::1] acc_c = arrays["acc_c"]
+        cdef double[:, ::1] gain = arrays["gain"]
+        cdef double[:, ::1] last_post = arrays["last_post"]
+        cdef uint8_t[:, ::1] counts = arrays["counts"]
+        cdef double[:, ::1] stp_x = arrays["stp_x"]
+        cdef double[:, ::1] stp_u = arrays["stp_u"]
+        cdef double[:, ::1] stp_last = arrays["stp_last"]
+        cdef double[:, ::1] stp_f = arrays["stp_f"]
+        self.queues.resize(T * stride)
+        for tr in range(T):
+            st = &self.trials[tr]
+            st.queues = &self.queues[tr * stride]
+            st.weights = &w16[tr, 0]
+            st.applied = &app[tr, 0]
+            st.changed = &changed[tr, 0]
+            st.read_c = &read_c[tr, 0]
+            st.read_a = &read_a[tr, 0]
+            st.amp = &amp[tr, 0]
+            st.acc_a = &acc_a[tr, 0]
+            st.last_pre = &last_pre[tr, 0]
+            st.acc_c = &acc_c[tr, 0]
+            st.gain = &gain[tr, 0]
+            st.last_post = &last_post[tr, 0]
+            st.counts = &counts[tr, 0]
+            st.stp_x = &stp_x[tr, 0]
+            st.stp_u = &stp_u[tr, 0]
+            st.stp_last = &stp_last[tr, 0]
+            st.stp_f = &stp_f[tr, 0]
+        self.reset_correlation(-1)
+        self.apply_weights(force=True)
+
+    @property
+    def step(self):
+        """The next step to integrate (the same for all trials)."""
+        return self.trials[0].step if self.n_trials > 0 else 0
+
+    @property
+    def cadc_count(self):
+        """Number of CADC samples taken so far (the same for all trials)."""
+        return self.trials[0].cadc_next if self.n_trials > 0 else 0
+
+    def start(self):
+        """Allocate and initialise every trial (in parallel, where its thread runs it)."""
+        cdef int64_t tr
+        cdef int failed = 0
+        if self.started:
+            return
+        self.started = 1
+        if self.n_trials == 1 or self.threads == 1:
+            for tr in range(self.n_trials):
+                if _init_trial(&self.p, &self.trials[tr]) != 0:
+                    failed += 1
+        else:
+            with nogil:
+                for tr in prange(self.n_trials, num_threads=self.threads, schedule="static"):
+                    if _init_trial(&self.p, &self.trials[tr]) != 0:
+                        failed += 1
+        if failed:
+            raise MemoryError("the virtual chip could not allocate its state for a trial")
+
+    def advance(self, int64_t step_end):
+        """Integrate all trials up to (excluding) ``step_end`` (at most the run's end)."""
+        cdef int64_t tr
+        if not self.started:
+            self.start()
+        if step_end > self.p.n_steps:
+            step_end = self.p.n_steps
+        if self.n_trials == 1 or self.threads == 1:
+            with nogil:
+                for tr in range(self.n_trials):
+                    _advance(&self.p, &self.trials[tr], step_end)
+        else:
+            with nogil:
+                for tr in prange(self.n_trials, num_threads=self.threads, schedule="static"):
+                    _advance(&self.p, &self.trials[tr], step_end)
+
+    def run_all(self):
+        """Integrate every trial from start to end in one go and return :meth:`outputs`."""
+        cdef int64_t tr
+        cdef int failed = 0
+        cdef int rc
+        self.started = 1
+        self.finished = 1
+        with nogil:
+            for tr in prange(self.n_trials, num_threads=self.threads, schedule="dynamic"):
+                rc = _run_trial(&self.p, &self.trials[tr])
+                if rc != 0:
+                    failed += 1
+        if failed:
+            raise MemoryError("the virtual chip could not allocate its state for a trial")
+        return self._collect(self.cadc, self.madc)
+
+    def finish(self):
+        """Integrate to the end, take the last samples and return :meth:`outputs`."""
+        cdef int64_t tr
+        self.advance(self.p.n_steps)
+        if not self.finished:
+            self.finished = 1
+            for tr in range(self.n_trials):
+                _finish_trial(&self.p, &self.trials[tr])
+        return self.outputs()
+
+    def outputs(self):
+        """``(spike_trial, spike_local, spike_time_us, cadc, madc)`` recorded so far:
+        CADC and MADC samples up to the current step (all samples after :meth:`finish`)."""
+        if self.n_trials == 0 or not self.started:
+            return self._collect(self.cadc[:, :0], self.madc[:, :0])
+        return self._collect(
+            self.cadc[:, : self.trials[0].cadc_next], self.madc[:, : self.trials[0].madc_next]
+        )
+
+    cdef _collect(self, cadc, madc):
+        cdef int64_t n_trials = self.n_trials
+        cdef int64_t tr
+        counts = np.array([self.sp_circ[tr].size() for tr in range(n_trials)], dtype=np.int64)
+        total = int(counts.sum())
+        spike_trial = np.repeat(np.arange(n_trials, dtype=np.int32), counts)
+        spike_local = np.empty(total, dtype=np.int32)
+        spike_time = np.empty(total, dtype=np.float64)
+        cdef int32_t[::1] sl = spike_local if total else np.zeros(1, dtype=np.int32)
+        cdef double[::1] st = spike_time if total else np.zeros(1)
+        cdef int64_t pos = 0
+        cdef size_t j
+        for tr in range(n_trials):
+            for j in range(self.sp_circ[tr].size()):
+                sl[pos] = self.sp_circ[tr][j]
+                st[pos] = self.sp_time[tr][j]
+                pos += 1
+        return spike_trial, spike_local, spike_time, cadc, madc
+
+    def apply_weights(self, bint force=False):
+        """Bring the weights written by a kernel into effect; returns how many were out of
+        0..63 (they are clipped, also in the written array)."""
+        cdef Params* p = &self.p
+        cdef int64_t tr, clipped = 0
+        if not p.plastic:
+            return 0
+        with nogil:
+            for tr in range(self.n_trials):
+                clipped += _apply_trial_weights(p, &self.trials[tr], force)
+        return clipped
+
+    def set_trial_circuits(self, int64_t trial, dict arrays, gain):
+        """Give trial ``trial`` its own per-circuit parameters (after a kernel rewrote its
+        CapMem cells): ``arrays`` as :func:`cysim.engine.circuit_inputs` returns them (local
+        order), ``gain`` the synaptic gains [exc..., inh...] of the integrated circuits."""
+        cdef Params* p = &self.p
+        if not 0 <= trial < self.n_trials:
+            raise IndexError(f"trial {trial} out of range")
+        keep = {}
+        _bind_circuits(&self.trials[trial], arrays, keep, p.n_total)
+        self.trial_keep[trial] = keep
+        if p.plastic and p.n > 0:
+            self.arrays["gain"][trial, : 2 * p.n] = np.asarray(gain, dtype=np.float64).reshape(-1)
+            _apply_trial_weights(p, &self.trials[trial], 1)
+
+    def reset_correlation(self, int64_t trial=-1, bint causal=True, bint acausal=True):
+        """Empty the correlation sensors of all tracked synapses of ``trial`` (-1: all)."""
+        cdef Params* p = &self.p
+        cdef int64_t tr
+        cdef Trial* st
+        if not p.plastic:
+            return
+        for tr in range(self.n_trials):
+            if trial >= 0 and tr != trial:
+                continue
+            st = &self.trials[tr]
+            if causal:
+                memset(st.acc_c, 0, p.n_entries * sizeof(float))
+                memcpy(st.read_c, p.zero_c, p.n_syn * sizeof(uint8_t))
+            if acausal:
+                memset(st.acc_a, 0, p.n_entries * sizeof(float))
+                memcpy(st.read_a, p.zero_a, p.n_syn * sizeof(uint8_t))
+
+
+cdef int64_t _apply_trial_weights(const Params* p, Trial* st, int force) noexcept nogil:
+    """Clip the weights a kernel wrote to 0..63 (counting the clipped ones) and update the
+    amplitudes of the changed ones (all with ``force``)."""
+    cdef int64_t s, blk, end
+    cdef int64_t S = p.n_syn
+    cdef int16_t x
+    cdef int32_t k
+    cdef int64_t clipped = cysim_scan_weights(S, st.weights, st.applied, st.changed)
+    for blk in range((S + 63) // 64):
+        if not (force or st.changed[blk]):
+            continue
+        end = blk * 64 + 64
+        if end > S:
+            end = S
+        for s in range(blk * 64, end):
+            x = st.weights[s]
+            if force or x != st.applied[s]:
+                st.applied[s] = x
+                k = p.syn_entry[s]
+                if k >= 0:
+                    st.amp[k] = ((<double>x * p.syn_dg[s]) * p.syn_sg[s]) * st.gain[p.syn_gidx[s]]
+    return clipped
 
 
 def simulate(dict inp, int threads=1):
@@ -609,161 +1380,4 @@ def simulate(dict inp, int threads=1):
     Returns ``(spike_trial, spike_local, spike_time_us, cadc, madc)``: spikes with local
     circuit indices, CADC samples (uint8, global circuit order), MADC samples (uint16).
     """
-    cdef Params p
-    cdef int64_t n_trials = inp["n_trials"]
-    cdef int n = inp["n"]
-    # keep references to contiguous arrays alive for the whole call
-    keep = {}
-
-    def f64(name):
-        a = np.ascontiguousarray(inp[name], dtype=np.float64).reshape(-1)
-        if a.size == 0:
-            a = np.zeros(1)
-        keep[name] = a
-        return a
-
-    def i64(name):
-        a = np.ascontiguousarray(inp[name], dtype=np.int64).reshape(-1)
-        if a.size == 0:
-            a = np.zeros(1, dtype=np.int64)
-        keep[name] = a
-        return a
-
-    def i32(name):
-        a = np.ascontiguousarray(inp[name], dtype=np.int32).reshape(-1)
-        if a.size == 0:
-            a = np.zeros(1, dtype=np.int32)
-        keep[name] = a
-        return a
-
-    def u8(name):
-        a = np.ascontiguousarray(inp[name], dtype=np.uint8).reshape(-1)
-        if a.size == 0:
-            a = np.zeros(1, dtype=np.uint8)
-        keep[name] = a
-        return a
-
-    def u64(name):
-        a = np.ascontiguousarray(inp[name], dtype=np.uint64).reshape(-1)
-        if a.size == 0:
-            a = np.zeros(1, dtype=np.uint64)
-        keep[name] = a
-        return a
-
-    cdef double[::1] d
-    cdef int64_t[::1] li
-    cdef int32_t[::1] ii
-    cdef uint8_t[::1] bb
-    cdef uint64_t[::1] uu
-
-    p.dt = inp["dt"]
-    p.n_steps = inp["n_steps"]
-    p.n = n
-    p.latency = inp["latency"]
-    p.rail = inp["rail"]
-    p.ring_len = inp["ring_len"]
-
-    d = f64("e_l"); p.c.e_l = &d[0]
-    d = f64("p_mem"); p.c.p_mem = &d[0]
-    d = f64("p_vexc"); p.c.p_vexc = &d[0]
-    d = f64("p_vinh"); p.c.p_vinh = &d[0]
-    d = f64("p_vconst"); p.c.p_vconst = &d[0]
-    d = f64("i_bias"); p.c.i_bias = &d[0]
-    d = f64("p_exc"); p.c.p_exc = &d[0]
-    d = f64("p_inh"); p.c.p_inh = &d[0]
-    d = f64("v_reset"); p.c.v_reset = &d[0]
-    d = f64("v_th"); p.c.v_th = &d[0]
-    d = f64("bias_step"); p.c.bias_step = &d[0]
-    d = f64("v_th_spike"); p.c.v_th_spike = &d[0]
-    d = f64("noise_step"); p.c.sigma = &d[0]
-    d = f64("v_t"); p.c.v_t = &d[0]
-    d = f64("delta_t"); p.c.delta_t = &d[0]
-    d = f64("exp_scale"); p.c.exp_scale = &d[0]
-    d = f64("inv_tau_m"); p.c.inv_tau_m = &d[0]
-    d = f64("f_exc"); p.c.f_exc = &d[0]
-    d = f64("f_inh"); p.c.f_inh = &d[0]
-    d = f64("e_rev_e"); p.c.e_rev_e = &d[0]
-    d = f64("e_rev_i"); p.c.e_rev_i = &d[0]
-    d = f64("p_w"); p.c.p_w = &d[0]
-    d = f64("a"); p.c.a = &d[0]
-    d = f64("m_exp"); p.c.m_exp = &d[0]
-    d = f64("m_adapt"); p.c.m_adapt = &d[0]
-    d = f64("m_coba"); p.c.m_coba = &d[0]
-    d = f64("b"); p.b = &d[0]
-    d = f64("ref_steps"); p.ref_steps = &d[0]
-    bb = u8("flags"); p.flags = &bb[0]
-    p.n_special = inp["n_special"]
-    p.has_noise = 1 if inp["has_noise"] else 0
-    li = i64("key_ptr"); p.key_ptr = &li[0]
-    ii = i32("key_target"); p.key_target = &ii[0]
-    d = f64("key_amp"); p.key_amp = &d[0]
-    li = i64("out_ptr"); p.out_ptr = &li[0]
-    ii = i32("out_keys"); p.out_keys = &ii[0]
-    li = i64("ev_ptr"); p.ev_ptr = &li[0]
-    li = i64("ev_step"); p.ev_step = &li[0]
-    ii = i32("ev_key"); p.ev_key = &ii[0]
-    p.n_bg = inp["n_bg"]
-    bb = u8("bg_mode"); p.bg_mode = &bb[0]
-    d = f64("bg_period"); p.bg_period = &d[0]
-    li = i64("bg_ptr"); p.bg_ptr = &li[0]
-    ii = i32("bg_keys"); p.bg_keys = &ii[0]
-    uu = u64("bg_seeds"); p.bg_seeds = &uu[0]
-    uu = u64("noise_seeds"); p.noise_seeds = &uu[0]
-    li = i64("cadc_steps"); p.cadc_steps = &li[0]
-    p.n_total = inp["n_total"]
-    d = f64("passive_rho"); p.passive_rho = &d[0]
-    d = f64("passive_sigma"); p.passive_sigma = &d[0]
-    d = f64("cadc_gain"); p.cadc_gain = &d[0]
-    d = f64("cadc_offset"); p.cadc_offset = &d[0]
-    p.cadc_noise = inp["cadc_noise"]
-    d = f64("madc_gain"); p.madc_gain = &d[0]
-    d = f64("madc_offset"); p.madc_offset = &d[0]
-    p.madc_noise = inp["madc_noise"]
-    p.n_cadc = inp["n_cadc"]
-    ii = i32("madc_local"); p.madc_local = &ii[0]
-    p.n_madc = inp["n_madc"]
-    p.n_madc_samples = inp["n_madc_samples"]
-    p.madc_period = inp["madc_period"]
-
-    li = i64("order"); p.order = &li[0]
-    cadc = np.zeros((n_trials, max(p.n_cadc, 0), p.n_total), dtype=np.uint8)
-    madc = np.zeros((n_trials, max(p.n_madc_samples, 0), p.n_madc), dtype=np.uint16)
-    cdef uint8_t[::1] cflat = cadc.reshape(-1) if cadc.size else np.zeros(1, dtype=np.uint8)
-    cdef uint16_t[::1] mflat = madc.reshape(-1) if madc.size else np.zeros(1, dtype=np.uint16)
-    p.cadc_out = &cflat[0]
-    p.madc_out = &mflat[0]
-
-    cdef vector[vector[int32_t]] sp_circ
-    cdef vector[vector[double]] sp_time
-    sp_circ.resize(n_trials)
-    sp_time.resize(n_trials)
-    cdef int64_t tr
-    cdef int failed = 0
-    cdef int rc
-    if threads < 1:
-        threads = 1
-    if n_trials < threads:
-        threads = <int>max(n_trials, 1)
-    with nogil:
-        for tr in prange(n_trials, num_threads=threads, schedule="dynamic"):
-            rc = _run_trial(&p, tr, &sp_circ[tr], &sp_time[tr])
-            if rc != 0:
-                failed += 1
-    if failed:
-        raise MemoryError("the virtual chip could not allocate its state for a trial")
-
-    counts = np.array([sp_circ[tr].size() for tr in range(n_trials)], dtype=np.int64)
-    total = int(counts.sum())
-    spike_trial = np.repeat(np.arange(n_trials, dtype=np.int32), counts)
-    spike_local = np.empty(total, dtype=np.int32)
-    spike_time = np.empty(total, dtype=np.float64)
-    cdef int32_t[::1] sl = spike_local if total else np.zeros(1, dtype=np.int32)
-    cdef double[::1] st = spike_time if total else np.zeros(1)
-    cdef int64_t pos = 0
-    cdef size_t j
-    for tr in range(n_trials):
-        for j in range(sp_circ[tr].size()):
-            sl[pos] = sp_circ[tr][j]
-            st[pos] = sp_time[tr][j]
-            pos += 1
-    return spike_trial, spike_local, spike_time, cadc, madc
+    return Session(inp, None, threads).run_all()

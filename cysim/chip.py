@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import constants as C
-from . import engine
+from . import engine, ppu
 from .config import ChipConfig
 from .errors import RunError
 from .physics import HiddenPhysics
@@ -59,6 +59,7 @@ class VirtualChip:
         self.engine = engine
         self._physics = HiddenPhysics(self.seed, self.mismatch, self.noise)
         self._compiled = (None, None)  # (config revision, compile_config result)
+        self._plastic_tables = None  # (key, plasticity.plastic_tables result)
         self._entropy = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6E6F697365]))
 
     @classmethod
@@ -95,6 +96,7 @@ class VirtualChip:
         trial_seeds=None,
         dt_us: float | None = None,
         threads: int | None = None,
+        plasticity=None,
     ) -> RunResult:
         """Run ``trials`` independent trials of one configuration.
 
@@ -117,6 +119,11 @@ class VirtualChip:
             Integration step [us]; default the chip's ``dt_us``.
         threads : int, optional
             Threads over trials (default: all cores). Results do not depend on it.
+        plasticity : PPUProgram or sequence of PPUProgram, optional
+            Kernels the plasticity processors run on timers during the run (see
+            :mod:`cysim.ppu`); their records come back in ``result.plasticity``. A kernel
+            that raises stops the run with :class:`~cysim.KernelError`, which carries
+            the result up to that tick.
         """
         if not isinstance(config, ChipConfig):
             raise RunError(f"config must be a cysim.ChipConfig, got {type(config).__name__}.")
@@ -142,6 +149,19 @@ class VirtualChip:
         seeds = self._trial_seeds(trial_seeds, trials)
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise RunError(f"threads = {threads!r}: give a positive integer.")
+        programs = ppu.programs_of(plasticity)
+        if programs or config.array("stp_enable").any():
+            if self.engine != "compiled":
+                raise RunError(
+                    "the reference engine has no plasticity (programs or synapse-driver short-term "
+                    "plasticity); run these with engine='compiled'."
+                )
+            from . import plasticity as plastic_run
+
+            inp, outputs, log = plastic_run.run(
+                self, config, stimulus, duration, trials, seeds, dt, threads, programs
+            )
+            return self._result(inp, config, duration, dt, trials, seeds, *outputs, plasticity=log)
 
         if self._compiled[0] != config.revision:
             self._compiled = (config.revision, engine.compile_config(config, self._physics))
@@ -170,8 +190,24 @@ class VirtualChip:
             raise RunError("trial_seeds must be non-negative integers.")
         return seeds.astype(np.uint64)
 
+    def _result_from(self, plastic, outputs, time_us) -> RunResult:
+        """The result of a plastic run stopped at ``time_us`` (see :class:`KernelError`)."""
+        inp = plastic.inp
+        return self._result(
+            inp,
+            plastic.config,
+            float(time_us),
+            float(inp["dt"]),
+            int(inp["n_trials"]),
+            np.asarray(inp["noise_seeds"]),
+            *outputs,
+            plasticity=plastic.log(),
+        )
+
     @staticmethod
-    def _result(inp, config, duration, dt, trials, seeds, sp_trial, sp_local, sp_time, cadc_v, madc_v):
+    def _result(
+        inp, config, duration, dt, trials, seeds, sp_trial, sp_local, sp_time, cadc_v, madc_v, plasticity=None
+    ):
         order = inp["order"]
         circuits = order[sp_local].astype(np.int16)
         stamps = np.floor(sp_time / C.FPGA_TICK_US + 1e-9).astype(np.int64)
@@ -189,12 +225,13 @@ class VirtualChip:
             spike_circuits=circuits[srt],
             spike_timestamps=stamps[srt],
             cadc=cadc,
-            cadc_times_us=inp["cadc_times"],
+            cadc_times_us=inp["cadc_times"][: cadc_v.shape[1]],
             madc=madc,
-            madc_times_us=inp["madc_times"],
+            madc_times_us=inp["madc_times"][: madc_v.shape[1]],
             madc_circuits=tuple(config.madc_circuits),
             duration_us=duration,
             dt_us=dt,
             trials=trials,
             trial_seeds=seeds,
+            plasticity=plasticity,
         )

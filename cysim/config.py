@@ -119,6 +119,86 @@ FIELDS: dict[str, FieldSpec] = {
         "5-bit row-select address a synapse driver answers to",
         index_names=("hemisphere", "driver"),
     ),
+    # --- plasticity (correlation sensors per hemisphere, short-term plasticity per driver)
+    "corr_tau_causal": FieldSpec(
+        (C.N_HEMISPHERES,),
+        np.int16,
+        0,
+        C.CAPMEM_MAX,
+        "causal correlation sensor time constant CapMem cell",
+        default=444,  # ~20 us nominal
+        index_names=("hemisphere",),
+    ),
+    "corr_tau_acausal": FieldSpec(
+        (C.N_HEMISPHERES,),
+        np.int16,
+        0,
+        C.CAPMEM_MAX,
+        "acausal correlation sensor time constant CapMem cell",
+        default=444,
+        index_names=("hemisphere",),
+    ),
+    "corr_amp_causal": FieldSpec(
+        (C.N_HEMISPHERES,),
+        np.int16,
+        0,
+        C.CAPMEM_MAX,
+        "causal correlation sensor amplitude CapMem cell",
+        default=128,  # ~32 LSB per pair at zero delay nominal
+        index_names=("hemisphere",),
+    ),
+    "corr_amp_acausal": FieldSpec(
+        (C.N_HEMISPHERES,),
+        np.int16,
+        0,
+        C.CAPMEM_MAX,
+        "acausal correlation sensor amplitude CapMem cell",
+        default=128,
+        index_names=("hemisphere",),
+    ),
+    "stp_enable": FieldSpec(
+        (C.N_HEMISPHERES, C.N_DRIVERS),
+        np.bool_,
+        0,
+        1,
+        "short-term plasticity switch of a synapse driver",
+        index_names=("hemisphere", "driver"),
+    ),
+    "stp_facilitation": FieldSpec(
+        (C.N_HEMISPHERES, C.N_DRIVERS),
+        np.bool_,
+        0,
+        1,
+        "facilitation switch of a synapse driver's short-term plasticity",
+        index_names=("hemisphere", "driver"),
+    ),
+    "stp_utilization": FieldSpec(
+        (C.N_HEMISPHERES, C.N_DRIVERS),
+        np.int16,
+        0,
+        C.CAPMEM_MAX,
+        "short-term plasticity utilisation CapMem cell of a synapse driver",
+        default=511,  # U = 0.5 nominal
+        index_names=("hemisphere", "driver"),
+    ),
+    "stp_tau_rec": FieldSpec(
+        (C.N_HEMISPHERES, C.N_DRIVERS),
+        np.int16,
+        0,
+        C.CAPMEM_MAX,
+        "short-term plasticity recovery time constant CapMem cell of a synapse driver",
+        default=341,  # ~100 us nominal
+        index_names=("hemisphere", "driver"),
+    ),
+    "stp_tau_fac": FieldSpec(
+        (C.N_HEMISPHERES, C.N_DRIVERS),
+        np.int16,
+        0,
+        C.CAPMEM_MAX,
+        "short-term plasticity facilitation time constant CapMem cell of a synapse driver",
+        default=341,
+        index_names=("hemisphere", "driver"),
+    ),
     "bg_mode": FieldSpec(
         (C.N_BACKGROUND_GENERATORS,),
         np.uint8,
@@ -306,7 +386,11 @@ class ChipConfig:
     [hemisphere, row, column] (6 bit each), ``row_modes`` [hemisphere, row]
     (0 off / 1 exc / 2 inh), ``driver_enable`` and ``driver_row_select``
     [hemisphere, driver] (driver ``d`` drives rows ``2d, 2d+1`` and listens to PADI bus
-    ``d % 4``). Background generators (8): ``bg_mode``, ``bg_period_cycles``,
+    ``d % 4``). Correlation sensors, per hemisphere: ``corr_tau_causal``,
+    ``corr_tau_acausal``, ``corr_amp_causal``, ``corr_amp_acausal`` (CapMem 0..1022).
+    Short-term plasticity, per driver [hemisphere, driver]: ``stp_enable``,
+    ``stp_facilitation`` (switches), ``stp_utilization``, ``stp_tau_rec``, ``stp_tau_fac``
+    (CapMem 0..1022; off by default). Background generators (8): ``bg_mode``, ``bg_period_cycles``,
     ``bg_buses``, ``bg_address``, ``bg_seed``. Readout: ``cadc_enable``,
     ``cadc_period_us`` and ``madc_circuits``.
 

@@ -66,6 +66,21 @@ RESET_RANGE_LSB = (50.0, 160.0)
 THRESHOLD_RANGE_LSB = (50.0, 220.0)
 CADC_RELIABLE_RANGE_LSB = (30.0, 210.0)
 
+# --- plasticity: correlation sensors, rate counters, short-term plasticity ------------
+# Nominal transfer functions (before mismatch; see cysim/physics.py), with c the CapMem
+# value 0..1022:
+#   correlation time constant  tau(c) = CORR_TAU_MAX_US * (CORR_TAU_MIN_US / CORR_TAU_MAX_US) ** (c / 1022)
+#   correlation amplitude      eta(c) = CORR_AMP_MAX_LSB * c / 1022  (sensor LSB per pair at zero delay)
+#   STP utilisation            U(c)   = c / 1022
+#   STP time constants         tau(c) = STP_TAU_MAX_US * (STP_TAU_MIN_US / STP_TAU_MAX_US) ** (c / 1022)
+CORR_TAU_MAX_US = 200.0  # correlation sensor time constant at CapMem 0
+CORR_TAU_MIN_US = 1.0  # ... at CapMem 1022
+CORR_AMP_MAX_LSB = 255.0  # increment of one pair at zero delay, at CapMem 1022
+CORR_MAX = 255  # 8-bit sensor readout; the analog store saturates at full scale
+SPIKE_COUNTER_MAX = 255  # 8-bit saturating spike (rate) counter per circuit
+STP_TAU_MAX_US = 1000.0  # STP recovery / facilitation time constant at CapMem 0
+STP_TAU_MIN_US = 1.0  # ... at CapMem 1022
+
 # CapMem cells of one neuron circuit (all 0..CAPMEM_MAX)
 CAPMEM_FIELDS = (
     "v_leak",  # leak potential

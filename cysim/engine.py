@@ -33,6 +33,30 @@ Integration on a fixed grid ``t_n = n dt``:
 Circuits without any input, bias or chance to spike ("passive") are not integrated step by
 step: their membrane is an exact Ornstein-Uhlenbeck process around ``E_L`` sampled at the
 CADC sample times.
+
+Plasticity (runs with a :class:`~cysim.PPUProgram` or a synapse driver with short-term
+plasticity on; tables in :mod:`cysim.plasticity`). Events then reach their synapses with
+the weights, driver states and sensors of their arrival time ``t`` (the arrival step):
+
+- Short-term plasticity, per synapse driver (Tsodyks-Markram as NEST's
+  ``tsodyks2_synapse``), updated by every event that passes the driver, ``h`` the time
+  since its previous one (``x = 1, u = U`` before the first)::
+
+      x = 1 + (x - x u - 1) exp(-h / tau_rec)
+      u = U + u (1 - U) exp(-h / tau_fac)          (u = U without facilitation)
+      I_x += w_syn * gain * u x                     at every synapse of the driver
+
+- Correlation sensors, per tracked synapse, with nearest-spike traces (the chip's trace
+  capacitors are reset to a fixed value by each spike): with ``t_pre`` the synapse's last
+  event arrival and ``t_post`` its circuit's last spike::
+
+      causal  += eta_c exp(-(t_spike - t_pre) / tau_c)    at each spike of the circuit
+      acausal += eta_a exp(-(t_arrival - t_post) / tau_a)  at each event arriving at it
+
+  accumulated analog, saturating at 255 LSB (terms below 1e-15 LSB are skipped), read
+  as 8 bit: ``clip(round(value + offset), 0, 255)``. ``eta``, ``tau`` come from the
+  per-hemisphere CapMem cells, with per-synapse mismatch; ``offset`` per synapse.
+- Spike counters: per circuit, 8-bit saturating (0..255).
 """
 
 from __future__ import annotations
@@ -111,11 +135,74 @@ def compile_config(config, physics):
     return params, synapse_targets(config, physics, params)
 
 
-def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, compiled=None):
+def circuit_inputs(params: dict, flags: np.ndarray, dt_us: float, cadc_period_us: float) -> dict:
+    """Per-circuit arrays of the integrator (propagators, thresholds, ...) in local order.
+
+    ``params`` maps the fields of :class:`~cysim.physics.CircuitParameters` to arrays in
+    local circuit order; ``flags`` are the switch flags (``FLAG_*``) in the same order.
+    Used by :func:`prepare` and, when a plasticity kernel rewrites CapMem cells, for the
+    new parameters of one trial (so both give bit-identical arrays).
+    """
+    p = params
+    tau_m, tau_e, tau_i = p["tau_mem_us"], p["tau_syn_exc_us"], p["tau_syn_inh_us"]
+    h = dt_us
+    p_mem = np.exp(-h / tau_m)
+    p_vconst = -tau_m * np.expm1(-h / tau_m)
+    rho = np.exp(-cadc_period_us / tau_m)
+    return {
+        "e_l": p["v_leak"],
+        "v_reset": p["v_reset"],
+        "v_th": p["v_threshold"],
+        "v_t": p["v_exp"],
+        "delta_t": p["delta_t_v"],
+        "e_rev_e": p["e_rev_exc"],
+        "e_rev_i": p["e_rev_inh"],
+        "inv_tau_m": 1.0 / tau_m,
+        "p_mem": p_mem,
+        "p_vexc": _propagator(h, tau_m, tau_e),
+        "p_vinh": _propagator(h, tau_m, tau_i),
+        "p_vconst": p_vconst,
+        "p_exc": np.exp(-h / tau_e),
+        "p_inh": np.exp(-h / tau_i),
+        "f_exc": -tau_e * np.expm1(-h / tau_e) / h,
+        "f_inh": -tau_i * np.expm1(-h / tau_i) / h,
+        "p_w": np.exp(-h / p["tau_w_us"]),
+        "a": p["adapt_a"],
+        "b": p["adapt_b"],
+        "i_bias": p["bias_current"],
+        "bias_step": p["bias_current"] * p_vconst,  # the constant term of the linear step
+        "noise_step": p["noise_sigma_v"] * np.sqrt(1.0 - p_mem**2),
+        "ref_steps": np.rint(p["refractory_us"] / h),
+        "v_th_spike": np.where(flags & FLAG_SPIKE, p["v_threshold"], np.inf),
+        "exp_scale": p["delta_t_v"] * (1.0 / tau_m),
+        "m_exp": (flags & FLAG_EXP).astype(bool).astype(np.float64),
+        "m_adapt": (flags & FLAG_ADAPT).astype(bool).astype(np.float64),
+        "m_coba": (flags & FLAG_COBA).astype(bool).astype(np.float64),
+        "passive_rho": rho,
+        "passive_sigma": p["noise_sigma_v"] * np.sqrt(1.0 - rho**2),
+    }
+
+
+def switch_flags(config) -> np.ndarray:
+    """``FLAG_*`` bits of every circuit (global order)."""
+    sw = {n: config.array(n) for n in C.SWITCH_FIELDS}
+    return (
+        sw["enable_spiking"] * FLAG_SPIKE
+        + sw["enable_exponential"] * FLAG_EXP
+        + sw["enable_adaptation"] * FLAG_ADAPT
+        + sw["enable_coba"] * FLAG_COBA
+    ).astype(np.uint8)
+
+
+def prepare(
+    config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, compiled=None, extra_active=None
+):
     """Everything the integrator needs for one batched run, as a dict of arrays.
 
     ``compiled`` is the result of :func:`compile_config` for this configuration, when the
-    caller has it cached.
+    caller has it cached. ``extra_active`` (bool, per circuit) marks circuits that must be
+    integrated step by step even if they look passive (a plasticity kernel may change
+    their parameters or give them input).
     """
     params, (key_ptr, circuit, channel, amp) = compiled or compile_config(config, physics)
     sw = {n: config.array(n) for n in C.SWITCH_FIELDS}
@@ -127,6 +214,8 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
     active |= sw["enable_spiking"] & (params.v_leak + 8 * params.noise_sigma_v >= params.v_threshold)
     active |= sw["enable_exponential"] & ((params.v_leak - params.v_exp) / params.delta_t_v > -12.0)
     active[list(config.madc_circuits)] = True
+    if extra_active is not None:
+        active |= extra_active
     # local order: nonlinear active circuits (exponential term, adaptation or COBA), the
     # other active circuits, then the passive ones
     nonlinear = sw["enable_exponential"] | sw["enable_adaptation"] | sw["enable_coba"]
@@ -169,21 +258,12 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
 
     # --- per-circuit propagators (local order) ------------------------------------------
     p = {name: getattr(params, name)[order] for name in params.__dataclass_fields__}
-    tau_m, tau_e, tau_i = p["tau_mem_us"], p["tau_syn_exc_us"], p["tau_syn_inh_us"]
     h = dt_us
-    p_mem = np.exp(-h / tau_m)
-    p_vconst = -tau_m * np.expm1(-h / tau_m)
-    flags = (
-        sw["enable_spiking"] * FLAG_SPIKE
-        + sw["enable_exponential"] * FLAG_EXP
-        + sw["enable_adaptation"] * FLAG_ADAPT
-        + sw["enable_coba"] * FLAG_COBA
-    )[order].astype(np.uint8)
+    flags = switch_flags(config)[order]
     cadc_times = (
         np.arange(0.0, duration_us - 1e-9, config.cadc_period_us) if config.cadc_enable else np.zeros(0)
     )
     madc_times = np.arange(0.0, duration_us - 1e-9, C.MADC_PERIOD_US) if config.madc_circuits else np.zeros(0)
-    rho = np.exp(-config.cadc_period_us / tau_m)
     return {
         "order": order,
         "n": n,
@@ -195,35 +275,8 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
         "rail": C.V_RAIL_V,
         "ring_len": int(np.ceil((C.ROUTING_LATENCY_US + h) / h)) + 2,
         "params": p,
-        "e_l": p["v_leak"],
-        "v_reset": p["v_reset"],
-        "v_th": p["v_threshold"],
-        "v_t": p["v_exp"],
-        "delta_t": p["delta_t_v"],
-        "e_rev_e": p["e_rev_exc"],
-        "e_rev_i": p["e_rev_inh"],
-        "inv_tau_m": 1.0 / tau_m,
-        "p_mem": p_mem,
-        "p_vexc": _propagator(h, tau_m, tau_e),
-        "p_vinh": _propagator(h, tau_m, tau_i),
-        "p_vconst": p_vconst,
-        "p_exc": np.exp(-h / tau_e),
-        "p_inh": np.exp(-h / tau_i),
-        "f_exc": -tau_e * np.expm1(-h / tau_e) / h,
-        "f_inh": -tau_i * np.expm1(-h / tau_i) / h,
-        "p_w": np.exp(-h / p["tau_w_us"]),
-        "a": p["adapt_a"],
-        "b": p["adapt_b"],
-        "i_bias": p["bias_current"],
-        "bias_step": p["bias_current"] * p_vconst,  # the constant term of the linear step
-        "noise_step": p["noise_sigma_v"] * np.sqrt(1.0 - p_mem**2),
-        "ref_steps": np.rint(p["refractory_us"] / h),
+        **circuit_inputs(p, flags, h, config.cadc_period_us),
         "flags": flags,
-        "v_th_spike": np.where(flags & FLAG_SPIKE, p["v_threshold"], np.inf),
-        "exp_scale": p["delta_t_v"] * (1.0 / tau_m),
-        "m_exp": (flags & FLAG_EXP).astype(bool).astype(np.float64),
-        "m_adapt": (flags & FLAG_ADAPT).astype(bool).astype(np.float64),
-        "m_coba": (flags & FLAG_COBA).astype(bool).astype(np.float64),
         "n_special": n_special,
         "has_noise": bool(np.any(p["noise_sigma_v"][:n] > 0)),
         "key_ptr": key_ptr,
@@ -241,8 +294,6 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
         "bg_keys": bg_keys,
         "bg_seeds": bg_seeds,
         "noise_seeds": trial_seeds.astype(np.uint64),
-        "passive_rho": rho,
-        "passive_sigma": p["noise_sigma_v"] * np.sqrt(1.0 - rho**2),
         "cadc_gain": C.CADC_LSB_PER_V * physics.cadc_gain[order],
         "cadc_offset": physics.cadc_offset_lsb[order],
         "cadc_noise": float(physics.cadc_noise_lsb),
@@ -260,8 +311,13 @@ def prepare(config, physics, stimulus, duration_us, trials, trial_seeds, dt_us, 
     }
 
 
+def default_threads(trials: int) -> int:
+    """Threads over trials when the caller gives none: all cores, at most one per trial."""
+    return max(1, min(os.cpu_count() or 1, int(trials)))
+
+
 def simulate(inp: dict, threads: int | None = None):
     """Run the compiled integrator; see :func:`cysim._engine.simulate`."""
     if threads is None:
-        threads = min(os.cpu_count() or 1, inp["n_trials"])
+        threads = default_threads(inp["n_trials"])
     return _engine.simulate(inp, int(threads))

@@ -17,11 +17,20 @@ Transfer functions (nominal, before mismatch), with ``x = capmem / 1022``:
 Currents are expressed as rates of change of the membrane voltage, ``I / C_mem``
 [V/us]; conductances as ``g / C_mem`` [1/us].
 
+Plasticity circuits (nominal transfer functions in :mod:`cysim.constants`):
+
+- correlation sensors: per hemisphere a time constant (log domain) and an amplitude
+  (linear) per direction; every synapse scales them by its own factors and adds its own
+  readout offset [LSB];
+- short-term plasticity: per synapse driver a utilisation ``U = c / 1022`` and recovery /
+  facilitation time constants (log domain); every driver scales them by its own factors.
+
 Mismatch: each circuit draws its own gains and offsets (spreads of tens of percent for
 time constants and gains, tens of mV for potentials), every synapse driver and every
 synapse its own gain factor, and every readout channel its own gain and offset. Temporal
 noise: an Ornstein-Uhlenbeck process on every membrane and Gaussian noise on every readout
-sample.
+sample. The plasticity circuits draw their deviations from a separate stream, on first
+use, so chips that never use them pay nothing and keep the deviations above unchanged.
 """
 
 from __future__ import annotations
@@ -59,6 +68,11 @@ SPREAD = {
     "cadc_offset_lsb": 1.5,
     "madc_gain": 0.01,
     "madc_offset_lsb": 3.0,
+    "corr_amp": 0.10,  # log-normal sigma, per synapse and direction
+    "corr_tau": 0.10,  # log-normal sigma, per synapse and direction
+    "corr_offset_lsb": 1.0,  # readout offset per synapse and direction
+    "stp_utilization": 0.05,  # relative, per driver
+    "stp_tau": 0.10,  # log-normal sigma, per driver
 }
 NOISE = {
     "membrane_v": 0.002,  # stationary std of the membrane noise [V]
@@ -141,6 +155,59 @@ class HiddenPhysics:
         self.noise_sigma_v = NOISE["membrane_v"] * noise_scale if noise else np.zeros(n)
         self.cadc_noise_lsb = NOISE["cadc_lsb"] if noise else 0.0
         self.madc_noise_lsb = NOISE["madc_lsb"] if noise else 0.0
+        self._plasticity_mismatch = None
+
+    def _plasticity_deviations(self) -> dict:
+        """Per-synapse sensor and per-driver STP deviations, drawn once on first use."""
+        if self._plasticity_mismatch is None:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x504C4153]))
+            s = SPREAD if self.mismatch else {k: 0.0 for k in SPREAD}
+            syn = (C.N_HEMISPHERES, C.N_ROWS, C.N_COLUMNS)
+            drv = (C.N_HEMISPHERES, C.N_DRIVERS)
+            dev = {}
+            for direction in ("causal", "acausal"):
+                dev[f"amp_{direction}"] = np.exp(rng.standard_normal(syn) * s["corr_amp"])
+                dev[f"tau_{direction}"] = np.exp(rng.standard_normal(syn) * s["corr_tau"])
+                dev[f"offset_{direction}"] = rng.standard_normal(syn) * s["corr_offset_lsb"]
+            dev["stp_utilization"] = 1.0 + rng.standard_normal(drv) * s["stp_utilization"]
+            dev["stp_tau_rec"] = np.exp(rng.standard_normal(drv) * s["stp_tau"])
+            dev["stp_tau_fac"] = np.exp(rng.standard_normal(drv) * s["stp_tau"])
+            self._plasticity_mismatch = dev
+        return self._plasticity_mismatch
+
+    def correlation_parameters(self, capmem: dict, hemisphere, row, column) -> dict:
+        """Sensor parameters of the synapses ``(hemisphere, row, column)`` (index arrays).
+
+        ``capmem`` holds the per-hemisphere cells ``corr_tau_causal``, ``corr_tau_acausal``,
+        ``corr_amp_causal``, ``corr_amp_acausal``. Returns per synapse ``eta_causal``,
+        ``eta_acausal`` [sensor LSB per pair at zero delay], ``tau_causal_us``,
+        ``tau_acausal_us`` [us] and ``offset_causal``, ``offset_acausal`` [LSB].
+        """
+        dev = self._plasticity_deviations()
+        idx = (hemisphere, row, column)
+        out = {}
+        for direction in ("causal", "acausal"):
+            c_tau = np.asarray(capmem[f"corr_tau_{direction}"], dtype=np.float64)  # per hemisphere
+            c_amp = np.asarray(capmem[f"corr_amp_{direction}"], dtype=np.float64)
+            tau = C.CORR_TAU_MAX_US * (C.CORR_TAU_MIN_US / C.CORR_TAU_MAX_US) ** (c_tau / C.CAPMEM_MAX)
+            eta = C.CORR_AMP_MAX_LSB * c_amp / C.CAPMEM_MAX
+            out[f"tau_{direction}_us"] = tau[hemisphere] * dev[f"tau_{direction}"][idx]
+            out[f"eta_{direction}"] = eta[hemisphere] * dev[f"amp_{direction}"][idx]
+            out[f"offset_{direction}"] = dev[f"offset_{direction}"][idx].copy()
+        return out
+
+    def stp_parameters(self, capmem: dict) -> dict:
+        """Short-term plasticity of all drivers, shape (2, 128) each: ``utilization``
+        (0..1), ``tau_rec_us`` and ``tau_fac_us`` [us], from the per-driver CapMem cells
+        ``stp_utilization``, ``stp_tau_rec``, ``stp_tau_fac``."""
+        dev = self._plasticity_deviations()
+        ratio = C.STP_TAU_MIN_US / C.STP_TAU_MAX_US
+        u = np.asarray(capmem["stp_utilization"], dtype=np.float64) / C.CAPMEM_MAX
+        out = {"utilization": np.clip(u * dev["stp_utilization"], 0.0, 1.0)}
+        for name in ("rec", "fac"):
+            c = np.asarray(capmem[f"stp_tau_{name}"], dtype=np.float64)
+            out[f"tau_{name}_us"] = C.STP_TAU_MAX_US * ratio ** (c / C.CAPMEM_MAX) * dev[f"stp_tau_{name}"]
+        return out
 
     def circuit_parameters(self, capmem: dict, switches: dict) -> CircuitParameters:
         """Physical parameters from CapMem values (dict of int arrays) and switches."""

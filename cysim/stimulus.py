@@ -66,7 +66,10 @@ class Stimulus:
             n_trials = needed
         if int(n_trials) < needed:
             raise StimulusError(f"Stimulus has events in trial {needed - 1} but n_trials = {n_trials}.")
-        order = np.lexsort((times, trial_a))
+        if trial_a.size and trial_a.max() == 0:  # one trial: a stable sort by time suffices
+            order = np.argsort(times, kind="stable")
+        else:
+            order = np.lexsort((times, trial_a))
         self.times_us = times[order]
         self.labels = labels_i[order]
         self.trials = trial_a[order]

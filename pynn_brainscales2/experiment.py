@@ -135,10 +135,13 @@ def _configure(state, mapping, key_of, gains, t_stop):
     circuits_of = {
         id(p): mapping.circuits(key_of[id(p)]) for p in state.populations if T.kind_of(p.celltype) == NEURON
     }
-    targets = T.lif_targets(state.populations, circuits_of, gains, state.vmap, state.speedup)
+    slopes = T.bias_slopes(
+        state.populations, circuits_of, _currents(state, t_stop), state.vmap, state.speedup
+    )
+    bias_targets = T.bias_targets(slopes)
+    targets = T.lif_targets(state.populations, circuits_of, gains, state.vmap, state.speedup, bias_targets)
     if targets is not None:
-        _calibration(state, targets).apply(cfg)
-    bias = T.bias_capmem(state.populations, circuits_of, _currents(state, t_stop), state.vmap, state.speedup)
+        _calibration(state, targets).apply(cfg)  # writes i_bias_const where bias_targets is finite
     for pop in state.populations:
         kind = T.kind_of(pop.celltype)
         if kind == NEURON:
@@ -157,11 +160,10 @@ def _configure(state, mapping, key_of, gains, t_stop):
                     "IF_cond_exp e_rev_E/e_rev_I are written with the nominal CapMem transfer (exact on the ideal "
                     "chip, a few mV off on a realistic one).",
                 )
-            if id(pop) in bias:
-                value, sink = bias[id(pop)]
-                cfg.enable_bias_current[c] = value > 0
-                cfg.bias_current_sink[c] = sink
-                cfg.i_bias_const[c] = value
+            cfg.enable_bias_current[c] = slopes[c] != 0
+            cfg.bias_current_sink[c] = slopes[c] < 0
+            small = np.isnan(bias_targets[c]) & (slopes[c] != 0)  # below the calibrated range
+            cfg.i_bias_const[c[small]] = hw.nominal_bias_capmem(slopes[c[small]])
         elif kind == T.BACKGROUND:
             gens = mapping.placement.generators[key_of[id(pop)]]
             rates = T.param(pop, "rate")
@@ -173,8 +175,16 @@ def _configure(state, mapping, key_of, gains, t_stop):
     return cfg
 
 
+_POISSON_BLOCK_MS = 100.0
+
+
 def _poisson(pop, seed, segment, t_stop):
-    """Host-generated Poisson spikes [ms] of each source, prefix-stable in ``t_stop``."""
+    """Host-generated Poisson spikes ``(source index, time [ms])``, prefix-stable in ``t_stop``.
+
+    Time is cut into blocks of 100 ms; block ``b`` draws, for all sources at once, a
+    Poisson count and uniform times from its own seed ``(rng_seed, segment, population,
+    b)``. A longer run only adds blocks, so ``run(a); run(b)`` sees the spikes of ``run(a + b)``.
+    """
     rate, start, duration = T.param(pop, "rate"), T.param(pop, "start"), T.param(pop, "duration")
     for name, v in (("rate", rate), ("start", start)):
         T._check_finite(pop, name, v, "Hz" if name == "rate" else "ms")
@@ -182,27 +192,23 @@ def _poisson(pop, seed, segment, t_stop):
         raise T.ParameterRangeError(
             f"Population {pop.label!r}: rate [Hz], start [ms] and duration [ms] must be >= 0."
         )
-    idx, times = [], []
-    for i in range(pop.size):
-        stop = min(start[i] + duration[i], t_stop)
-        if rate[i] <= 0 or stop <= start[i]:
-            continue
-        rng = np.random.default_rng([seed, segment, pop._index, i])
-        mean = 1000.0 / rate[i]
-        t, chunk = [], max(16, int(1.5 * (stop - start[i]) / mean) + 16)
-        total = start[i]
-        while total < stop:
-            isi = rng.exponential(mean, chunk)
-            cs = total + np.cumsum(isi)
-            t.append(cs)
-            total = cs[-1]
-        t = np.concatenate(t)
-        t = t[t < stop]
-        idx.append(np.full(t.size, i))
-        times.append(t)
-    if not idx:
+    stop = np.minimum(start + duration, t_stop)
+    active = (rate > 0) & (stop > start)
+    if not active.any():
         return np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(idx), np.concatenate(times)
+    block = _POISSON_BLOCK_MS
+    first, last = int(start[active].min() // block), int(np.ceil(stop[active].max() / block))
+    mean_count = np.where(active, rate, 0.0) * (block / 1000.0)
+    idx, times = [], []
+    for b in range(first, last):
+        rng = np.random.default_rng([seed, segment, pop._index, b])
+        counts = rng.poisson(mean_count)
+        i = np.repeat(np.arange(pop.size), counts)
+        t = b * block + rng.random(i.size) * block
+        keep = (t >= start[i]) & (t < stop[i])
+        idx.append(i[keep])
+        times.append(t[keep])
+    return np.concatenate(idx).astype(np.int64), np.concatenate(times)  # ordered by block, not by time
 
 
 def _sources(state, key_of, t_stop):

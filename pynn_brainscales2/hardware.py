@@ -77,6 +77,7 @@ from cysim.constants import (  # noqa: F401  (re-exported chip facts)
     circuit_of,
     event_label,
 )
+from cysim.engine import COBA_REFERENCE_V  # noqa: F401  (design constant of the COBA mode, re-exported)
 
 from .errors import ParameterRangeError
 
@@ -267,6 +268,64 @@ def lsb_to_volt(lsb):
     return np.asarray(lsb, dtype=float) / CADC_LSB_PER_V
 
 
+# --- nominal design transfers of CapMem cells ---------------------------------------------
+# Design values, not the chip's hidden per-circuit deviations: exact on the ideal chip,
+# a first guess (or, where nothing is calibrated, the setting) on a realistic one.
+
+#: voltage cells: CapMem steps per CADC LSB (1.2 V rail over 1023 steps, CADC 256 LSB over 1.2 V)
+CAPMEM_PER_LSB = 1023.0 / 256.0
+#: bias-current cell: membrane slope [CADC LSB/us] at CapMem 1022
+BIAS_LSB_PER_US_AT_MAX = 40.0
+#: synaptic transconductance cells: jump of the synaptic input per weight step, as membrane
+#: slope [CADC LSB/us], at CapMem 1022
+SYN_GAIN_LSB_PER_US_AT_MAX = 1.0
+#: driving force [CADC LSB] at which a COBA weight equals the CUBA one
+COBA_REFERENCE_LSB = COBA_REFERENCE_V * CADC_LSB_PER_V
+
+
+def nominal_potential_capmem(lsb) -> np.ndarray:
+    """CapMem value of a voltage cell for a potential [CADC LSB], nominal transfer, clipped
+    to 0..1022.
+
+    >>> nominal_potential_capmem([0.0, 100.0, 300.0]).tolist()
+    [0, 400, 1022]
+    """
+    v = np.rint(np.asarray(lsb, dtype=float) * CAPMEM_PER_LSB)
+    return np.clip(v, 0, CAPMEM_MAX).astype(np.int64)
+
+
+def nominal_bias_capmem(slope_lsb_per_us) -> np.ndarray:
+    """CapMem value of the bias-current cell for a membrane slope ``|I/C|`` [CADC LSB/us],
+    nominal transfer (not clipped: values above 1022 are out of range).
+
+    >>> nominal_bias_capmem([4.0, -40.0]).tolist()
+    [102, 1022]
+    """
+    return np.rint(
+        np.abs(np.asarray(slope_lsb_per_us, dtype=float)) / BIAS_LSB_PER_US_AT_MAX * CAPMEM_MAX
+    ).astype(np.int64)
+
+
+def nominal_syn_gain_capmem(gain_lsb_per_us) -> np.ndarray:
+    """CapMem value (not rounded) of a synaptic transconductance cell for a gain [CADC LSB/us
+    per weight step], nominal transfer.
+
+    >>> float(nominal_syn_gain_capmem(0.1))
+    102.2
+    """
+    return np.asarray(gain_lsb_per_us, dtype=float) / SYN_GAIN_LSB_PER_US_AT_MAX * CAPMEM_MAX
+
+
+def conductance_to_lsb_per_us(cm_nf, speedup: float = DEFAULT_SPEEDUP):
+    """Membrane slope [CADC LSB/us] of a COBA weight of 1 uS on ``cm`` [nF] at the reference
+    driving force (a conductance jump ``g / cm`` [1/ms] times :data:`COBA_REFERENCE_LSB`).
+
+    >>> float(conductance_to_lsb_per_us(1.0))  # 1 uS / 1 nF = 1/ms = 1/us hardware
+    64.0
+    """
+    return bio_hz_to_hw_per_us(1000.0 / np.asarray(cm_nf, dtype=float), speedup) * COBA_REFERENCE_LSB
+
+
 # --- weights ------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class QuantisedWeights:
@@ -393,6 +452,15 @@ def split_steps(steps, n_rows=None) -> np.ndarray:
 
 
 __all__ = [
+    "BIAS_LSB_PER_US_AT_MAX",
+    "CAPMEM_PER_LSB",
+    "COBA_REFERENCE_LSB",
+    "COBA_REFERENCE_V",
+    "SYN_GAIN_LSB_PER_US_AT_MAX",
+    "conductance_to_lsb_per_us",
+    "nominal_bias_capmem",
+    "nominal_potential_capmem",
+    "nominal_syn_gain_capmem",
     "DEFAULT_SPEEDUP",
     "DEFAULT_VOLTAGE_MAP",
     "DRIVERS_PER_PADI_BUS",

@@ -9,9 +9,14 @@ Every unit conversion goes through :mod:`pynn_brainscales2.hardware`:
 - weights [nA or uS] -> integer steps with one scale per target population and receptor
   (``quantise_weights``); the calibrated synaptic gain makes one step worth ``1 / scale``.
 
-Weight scale: the largest |w| onto a population's receptor gets ``n`` steps, ``n = 63``
-when the resulting per-step gain lies in the calibratable range (0.01..0.5 LSB/us);
-smaller weights get fewer steps (coarser), larger ones more (split over rows).
+Weight scale: the largest |w| onto a population's receptor gets ``n`` steps (at most 63
+when the resulting per-step gain can lie in the calibratable range 0.01..0.5 LSB/us;
+more, split over rows, only when it cannot). Two roundings make a weight on the chip
+differ from the model: the weight to integer steps and the per-step gain to an integer
+CapMem value (about 1/1022 LSB/us per CapMem step: a gain of 0.015 LSB/us is resolved to
+3 %). ``n`` is the step count in the allowed range whose effective weights (both roundings,
+nominal CapMem transfer) deviate least from the model weights, weighted by |w|; among
+counts within 0.1 % of the best, the largest.
 """
 
 from __future__ import annotations
@@ -21,23 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from cysim import constants as C
-from cysim.engine import COBA_REFERENCE_V  # design constant of the COBA mode (not hidden per circuit)
 
 from . import hardware as hw
-from .calibration import RANGES, CalibrationTargets
+from .calibration import OPTIONAL_RANGES, RANGES, CalibrationTargets
 from .errors import ChipFeatureError, ParameterRangeError, RoutingError
 from .mapping import BACKGROUND, EXCITATORY, EXTERNAL, INHIBITORY, NEURON, PopulationSpec, ProjectionSpec
 from .standardmodels import cells
 
-#: nominal design transfer of the bias-current cell: CapMem 1022 gives this membrane slope
-#: [CADC LSB/us] (not calibrated; belongs in hardware.py once calibration covers it)
-BIAS_LSB_PER_US_AT_MAX = 40.0
-#: nominal transfer of the voltage cells: CapMem steps per CADC LSB (1.2 V over 1023 steps,
-#: CADC 256 LSB over 1.2 V), used for the (uncalibrated) reversal potentials
-CAPMEM_PER_LSB = 1023.0 / 256.0
-#: driving force at which a COBA weight equals the CUBA one [LSB]
-COBA_REFERENCE_LSB = COBA_REFERENCE_V * hw.CADC_LSB_PER_V
 MAX_STEPS = 4 * hw.WEIGHT_MAX  # at most 4 rows per connection
+#: steps counts of the largest weight whose weighted error is within this of the best are
+#: equivalent; the largest of them (finest weight resolution) is taken
+_STEP_CHOICE_TOLERANCE = 1e-3
 
 LIF_TYPES = (cells.IF_curr_exp, cells.IF_cond_exp)
 
@@ -202,14 +201,20 @@ def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
             continue
         cm = param(post, "cm")
         if isinstance(post.celltype, cells.IF_cond_exp):  # conductance jump [1/us] per uS
-            per_unit = hw.bio_hz_to_hw_per_us(1000.0 / cm, speedup) * COBA_REFERENCE_LSB
+            per_unit = hw.conductance_to_lsb_per_us(cm, speedup)
         else:  # membrane slope [LSB/us] per nA
             per_unit = vmap.slope_to_lsb_per_us(1.0 / cm, speedup)
         slope = wmax * per_unit  # LSB/us of the largest weight on each neuron
         lo, hi = RANGES["syn_gain_exc"]
         n_max = np.floor(slope.min() / lo)
         n_min = np.ceil(slope.max() / hi)
-        n = min(float(hw.WEIGHT_MAX), n_max) if n_min <= hw.WEIGHT_MAX else n_min
+        if n_min <= hw.WEIGHT_MAX:
+            n = float(min(hw.WEIGHT_MAX, n_max))
+            if n >= max(1.0, n_min):
+                weights = np.concatenate([np.abs(g.weight) for g in gs])
+                n = _steps_of_largest_weight(weights, wmax, per_unit, int(max(1.0, n_min)), int(n))
+        else:
+            n = n_min
         unit = "uS" if isinstance(post.celltype, cells.IF_cond_exp) else "nA"
         if n < 1 or n < n_min or n > MAX_STEPS:
             w_lo, w_hi = lo / per_unit.max(), MAX_STEPS * hi / per_unit.min()
@@ -222,6 +227,26 @@ def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
         scales[(id(post), receptor)] = scale
         gains[(id(post), receptor)] = per_unit / scale
     return scales, gains
+
+
+def _steps_of_largest_weight(weights, wmax: float, per_unit, n_lo: int, n_hi: int) -> float:
+    """Steps ``n`` (``n_lo..n_hi``) of the largest weight whose effective weights deviate least
+    from ``weights`` (see the module docstring); ``per_unit`` [LSB/us per model unit] per neuron."""
+    w, count = np.unique(weights[weights > 0], return_counts=True)
+    if w.size == 0:
+        return float(n_hi)
+    unit_slopes = np.unique(per_unit)
+    total = float((w * count).sum())
+    ns = np.arange(n_lo, n_hi + 1)
+    cost = np.empty(ns.size)
+    for k, n in enumerate(ns):
+        scale = n / wmax
+        capmem = hw.nominal_syn_gain_capmem(unit_slopes / scale)
+        gain_ratio = np.maximum(np.rint(capmem), 1.0) / capmem  # CapMem rounding of the gain
+        effective = np.rint(w * scale)[None, :] / scale * gain_ratio[:, None]
+        cost[k] = float((np.abs(effective - w[None, :]) * count).sum(axis=1).max()) / total
+    ok = cost <= cost.min() + _STEP_CHOICE_TOLERANCE
+    return float(ns[ok].max())
 
 
 def projection_spec(g: Connections, key_of, scale: float) -> tuple[ProjectionSpec, float]:
@@ -260,8 +285,9 @@ def population_spec(key: str, population) -> PopulationSpec:
 
 
 # --- calibration targets and CapMem values ------------------------------------------------
-def lif_targets(populations, circuits_of, gains, vmap, speedup) -> CalibrationTargets | None:
-    """Calibration targets of every LIF circuit (None if there is none)."""
+def lif_targets(populations, circuits_of, gains, vmap, speedup, bias=None) -> CalibrationTargets | None:
+    """Calibration targets of every LIF circuit (None if there is none); ``bias``: bias-current
+    targets [CADC LSB/us] per circuit (:func:`bias_targets`)."""
     arrays = {name: np.full(C.N_CIRCUITS, np.nan) for name in RANGES}
     defaults = CalibrationTargets.__dataclass_fields__
     for name in arrays:
@@ -296,31 +322,42 @@ def lif_targets(populations, circuits_of, gains, vmap, speedup) -> CalibrationTa
                 arrays[name][c] = gains[(id(pop), receptor)]
     if not mask.any():
         return None
-    return CalibrationTargets(**arrays, circuits=mask)
+    if bias is not None:
+        bias = np.where(mask, bias, np.nan)
+    return CalibrationTargets(**arrays, bias_current=bias, circuits=mask)
 
 
-def bias_capmem(populations, circuits_of, currents_na, vmap, speedup):
-    """CapMem value and sink switch of the bias current of every circuit with a current."""
-    capmem = {}
+def bias_slopes(populations, circuits_of, currents_na, vmap, speedup) -> np.ndarray:
+    """Signed membrane slope ``I / cm`` [CADC LSB/us] of the bias current of every circuit
+    (0 where there is none), checked against the calibratable range."""
+    slopes = np.zeros(C.N_CIRCUITS)
+    hi = OPTIONAL_RANGES["bias_current"][1]
     for pop in populations:
         if id(pop) not in currents_na:
             continue
         i_na = currents_na[id(pop)]
         cm = param(pop, "cm")
         slope = vmap.slope_to_lsb_per_us(i_na / cm, speedup)
-        value = np.rint(np.abs(slope) / BIAS_LSB_PER_US_AT_MAX * C.CAPMEM_MAX)
-        if np.any(value > C.CAPMEM_MAX):
-            limit = float((BIAS_LSB_PER_US_AT_MAX / vmap.slope_to_lsb_per_us(1.0 / cm, speedup)).min())
-            k = int(np.flatnonzero(value > C.CAPMEM_MAX)[0])
+        if np.any(np.abs(slope) > hi):
+            limit = float((hi / vmap.slope_to_lsb_per_us(1.0 / cm, speedup)).min())
+            k = int(np.flatnonzero(np.abs(slope) > hi)[0])
             raise ParameterRangeError(
                 f"Population {pop.label!r}: current (i_offset + injected) = {i_na[k]:g} nA on neuron {k} is out of "
                 f"range: allowed -{limit:.3g}..{limit:.3g} nA with cm = {cm[k]:g} nF at speedup {speedup:g}."
             )
-        capmem[id(pop)] = (value.astype(np.int64), i_na < 0)
-    return capmem
+        slopes[circuits_of[id(pop)]] = slope
+    return slopes
+
+
+def bias_targets(slopes) -> np.ndarray:
+    """Bias-current calibration targets [CADC LSB/us]: ``|slope|`` where it lies in the
+    calibratable range, NaN elsewhere (no current, or too small: nominal transfer)."""
+    lo = OPTIONAL_RANGES["bias_current"][0]
+    mag = np.abs(slopes)
+    return np.where(mag >= lo, mag, np.nan)
 
 
 def reversal_capmem(population, name: str, vmap) -> np.ndarray:
     """Nominal (uncalibrated) CapMem value of a reversal potential [mV]."""
     lsb = potential_to_lsb(population, name, (0.0, float(C.CADC_MAX)), vmap)
-    return np.clip(np.rint(lsb * CAPMEM_PER_LSB), 0, C.CAPMEM_MAX).astype(np.int64)
+    return hw.nominal_potential_capmem(lsb)

@@ -39,6 +39,20 @@ def realistic_chip():
     return VirtualChip(seed=7)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory):
+    """One calibration cache for the whole session (never the user's home directory)."""
+    import os
+
+    if os.environ.get("PYNN_BRAINSCALES2_CACHE"):
+        yield os.environ["PYNN_BRAINSCALES2_CACHE"]
+        return
+    path = tmp_path_factory.getbasetemp() / "calibration-cache"
+    os.environ["PYNN_BRAINSCALES2_CACHE"] = str(path)
+    yield str(path)
+    del os.environ["PYNN_BRAINSCALES2_CACHE"]
+
+
 def pytest_configure(config):
     np.set_printoptions(precision=4, suppress=True)
 

@@ -7,17 +7,20 @@
 True
 """
 
+from .bias import calibrate_bias
 from .cache import calibrate, default_cache_dir
 from .lif import CALIBRATION_VERSION, LIF_CELLS, CalibrationResult, calibrate_lif
-from .targets import RANGES, CalibrationTargets
+from .targets import OPTIONAL_RANGES, RANGES, CalibrationTargets
 
 __all__ = [
     "calibrate",
     "calibrate_lif",
+    "calibrate_bias",
     "default_cache_dir",
     "CalibrationTargets",
     "CalibrationResult",
     "CALIBRATION_VERSION",
     "LIF_CELLS",
     "RANGES",
+    "OPTIONAL_RANGES",
 ]

@@ -22,6 +22,7 @@ import numpy as np
 from cysim import VirtualChip
 from cysim import constants as C
 
+from .bias import calibrate_bias
 from .lif import CALIBRATION_VERSION, LIF_CELLS, CalibrationResult, calibrate_lif
 from .targets import RANGES, CalibrationTargets
 
@@ -78,9 +79,11 @@ def _load(path: Path, key: str, targets: CalibrationTargets) -> CalibrationResul
             header = json.loads(bytes(z["header"]).decode())
             if header.get("key") != key or header.get("version") != CALIBRATION_VERSION:
                 raise ValueError("key or version differs")
-            capmem = {cell: z[f"capmem__{cell}"] for cell in LIF_CELLS}
-            measured = {name: z[f"measured__{name}"] for name in RANGES}
-            residual = {name: z[f"residual__{name}"] for name in RANGES}
+            cells = LIF_CELLS + (("i_bias_const",) if targets.has_bias else ())
+            names = tuple(RANGES) + (("bias_current",) if targets.has_bias else ())
+            capmem = {cell: z[f"capmem__{cell}"] for cell in cells}
+            measured = {name: z[f"measured__{name}"] for name in names}
+            residual = {name: z[f"residual__{name}"] for name in names}
     except FileNotFoundError:
         return None
     except (
@@ -139,7 +142,12 @@ def calibrate(
     found = _load(path, key, targets)
     if found is not None:
         return _replace_seconds(found, time.perf_counter() - t0)
-    result = calibrate_lif(chip, targets)
+    if targets.has_bias:
+        # the LIF part is cached on its own: a new bias target only runs the bias search
+        base = calibrate(chip, targets.without_bias(), cache)
+        result = calibrate_bias(chip, base, targets)
+    else:
+        result = calibrate_lif(chip, targets)
     try:
         _save(path, key, result)
     except OSError as err:

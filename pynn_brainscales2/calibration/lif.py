@@ -89,10 +89,17 @@ class CalibrationResult:
     extra: dict = field(default_factory=dict)
 
     def apply(self, config: ChipConfig, circuits=None) -> ChipConfig:
-        """Write the calibrated CapMem values of ``circuits`` (default: the calibrated ones)."""
+        """Write the calibrated CapMem values of ``circuits`` (default: the calibrated ones);
+        ``i_bias_const`` only where a bias-current target was given (the bias switches stay
+        as they are)."""
         sel = self.targets.circuits if circuits is None else circuits
         for cell, values in self.capmem.items():
-            getattr(config, cell)[sel] = np.asarray(values)[sel]
+            mask = sel
+            if cell == "i_bias_const":
+                mask = np.zeros(len(values), bool)
+                mask[sel] = True
+                mask &= np.isfinite(self.targets.bias_current)
+            getattr(config, cell)[mask] = np.asarray(values)[mask]
         return config
 
     def summary(self) -> dict:
@@ -144,7 +151,8 @@ def _base_config() -> ChipConfig:
 def calibrate_lif(
     chip: VirtualChip, targets: CalibrationTargets, iterations: int = _ITERATIONS
 ) -> CalibrationResult:
-    """Find CapMem values that give every selected circuit the LIF ``targets``.
+    """Find CapMem values that give every selected circuit the LIF ``targets`` (and, where
+    given, the bias current: :func:`.bias.calibrate_bias`).
 
     Parameters
     ----------
@@ -163,8 +171,13 @@ def calibrate_lif(
         if circuits cannot reach their targets (names parameter, target, circuits and the
         reachable end).
     """
-    t0 = time.perf_counter()
     targets.check()
+    if targets.has_bias:
+        from .bias import calibrate_bias
+
+        base = calibrate_lif(chip, targets.without_bias(), iterations)
+        return calibrate_bias(chip, base, targets, iterations)
+    t0 = time.perf_counter()
     sel = targets.circuits
     T = {name: np.where(sel, targets.array(name), np.nan) for name in targets.names}
     fill = {name: np.where(sel, targets.array(name), np.nanmedian(T[name])) for name in targets.names}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -27,7 +27,12 @@ RANGES = {
     "syn_gain_exc": (0.01, 0.5),
     "syn_gain_inh": (0.01, 0.5),
 }
+#: optional targets: NaN (or None) leaves a circuit's cell uncalibrated; only measured
+#: when some circuit has a finite target. ``bias_current``: magnitude of the membrane slope
+#: ``|I/C|`` of the constant bias current [CADC LSB/us] (the sign is the sink switch)
+OPTIONAL_RANGES = {"bias_current": (0.5, 25.0)}
 UNITS = {
+    "bias_current": "CADC LSB/us",
     "tau_mem_us": "us",
     "tau_syn_exc_us": "us",
     "tau_syn_inh_us": "us",
@@ -57,6 +62,8 @@ class CalibrationTargets:
     refractory_us : refractory time [us], 0.04..32
     syn_gain_exc, syn_gain_inh : jump of the synaptic input per weight step, as the rate of
         change of the membrane it causes [CADC LSB/us], 0.01..0.5
+    bias_current : optional, magnitude of the membrane slope of the constant bias current
+        [CADC LSB/us], 0.1..25; None or NaN: not calibrated (the default)
     circuits : bool mask of the circuits to calibrate (default: all 512)
 
     Examples
@@ -75,11 +82,14 @@ class CalibrationTargets:
     refractory_us: object = 2.0
     syn_gain_exc: object = 0.1
     syn_gain_inh: object = 0.1
+    bias_current: object = None
     circuits: object = None
 
     def __post_init__(self):
-        for name in RANGES:
-            value = np.broadcast_to(np.asarray(getattr(self, name), dtype=np.float64), (N,)).copy()
+        for name in (*RANGES, *OPTIONAL_RANGES):
+            raw = getattr(self, name)
+            raw = np.nan if raw is None else raw
+            value = np.broadcast_to(np.asarray(raw, dtype=np.float64), (N,)).copy()
             value.setflags(write=False)
             object.__setattr__(self, name, value)
         mask = np.ones(N, bool) if self.circuits is None else np.zeros(N, bool)
@@ -104,6 +114,15 @@ class CalibrationTargets:
     def array(self, name: str) -> np.ndarray:
         return getattr(self, name)
 
+    @property
+    def has_bias(self) -> bool:
+        """Whether some selected circuit has a bias-current target."""
+        return bool(np.isfinite(self.bias_current[self.circuits]).any())
+
+    def without_bias(self) -> CalibrationTargets:
+        """The same targets without bias-current targets."""
+        return replace(self, bias_current=None)
+
     def check(self) -> None:
         """Refuse targets outside the chip's documented ranges (before any measurement)."""
         sel = self.circuits
@@ -115,6 +134,16 @@ class CalibrationTargets:
                 raise CalibrationRangeError(
                     f"{name} = {_fmt(v[bad])} {UNITS[name]} on circuit(s) {_fmt_idx(circuits)} lies outside "
                     f"the chip's calibratable range {lo}..{hi} {UNITS[name]}. Choose a target in that range."
+                )
+        for name, (lo, hi) in OPTIONAL_RANGES.items():
+            v = self.array(name)[sel]
+            bad = (~np.isnan(v)) & (~np.isfinite(v) | (v < lo) | (v > hi))
+            if bad.any():
+                circuits = np.flatnonzero(sel)[bad]
+                raise CalibrationRangeError(
+                    f"{name} = {_fmt(v[bad])} {UNITS[name]} on circuit(s) {_fmt_idx(circuits)} lies outside "
+                    f"the chip's calibratable range {lo}..{hi} {UNITS[name]}. Choose a target in that range, "
+                    "or NaN to leave it uncalibrated."
                 )
         bad = self.reset_lsb[sel] >= self.threshold_lsb[sel]
         if bad.any():
@@ -128,6 +157,9 @@ class CalibrationTargets:
         for name in RANGES:
             h.update(name.encode())
             h.update(np.ascontiguousarray(self.array(name), dtype="<f8").tobytes())
+        if self.has_bias:  # (targets without bias keep the digest they had before it existed)
+            h.update(b"bias_current")
+            h.update(np.ascontiguousarray(self.bias_current, dtype="<f8").tobytes())
         h.update(np.ascontiguousarray(self.circuits).tobytes())
         return h.hexdigest()
 

@@ -4,8 +4,8 @@ Neuron models (emulated by the chip's AdEx circuits, calibrated to the parameter
 
 - :class:`IF_curr_exp`: LIF with exponential current-based synapses; every parameter is
   calibrated (tau_m, tau_syn_E/I, v_rest, v_reset, v_thresh, tau_refrac, synaptic
-  gains); ``cm`` enters through the weight and bias-current scales; ``i_offset`` is the
-  circuit's bias current (nominal transfer, not calibrated).
+  gains, and the bias current ``i_offset`` + injected currents); ``cm`` enters through
+  the weight and bias-current scales.
 - :class:`IF_cond_exp`: the same circuit in conductance-based mode; ``e_rev_E/I`` are
   written with the nominal CapMem transfer (not calibrated).
 - :class:`HXNeuron`: native CapMem values and switches, for experts (no calibration).

@@ -13,9 +13,10 @@ Anything that changes during the run raises
 the run into segments would restart every membrane at its leak potential, so it is not
 done). :class:`ACSource` and :class:`NoisyCurrentSource` raise when created.
 
-The current [nA] becomes a membrane slope ``I / cm`` [mV/ms] and then a CapMem value
-through the nominal bias-current transfer (not calibrated; exact on the ideal chip,
-about 15 % circuit-to-circuit spread on the realistic one).
+The current [nA] becomes a membrane slope ``I / cm`` [mV/ms -> CADC LSB/us] that the
+calibration meets per circuit (``bias_current`` target: within 2 % on a realistic chip,
+against a 15 % circuit spread of the nominal transfer); currents below the calibrated
+range (0.5 LSB/us) use the nominal transfer.
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ class _ChipCurrentSource:
         pass
 
     def get_native_parameters(self):
-        return ParameterSpace(dict(self._parameters), self.get_schema(), shape=(1,))
+        # like pyNN.nest: sequences as plain arrays, so ``source.times`` evaluates to the times
+        # themselves (len, indexing) rather than to one Sequence object
+        values = {
+            name: np.asarray(value.value, dtype=float) if isinstance(value, Sequence) else value
+            for name, value in self._parameters.items()
+        }
+        return ParameterSpace(values)
 
     def _get_data(self):
         raise ChipFeatureError(

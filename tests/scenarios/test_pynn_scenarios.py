@@ -40,13 +40,12 @@ PASS_IDEAL = {
     "test_connectors::test_issue309",
     "test_connectors::test_issue622",
     "test_electrodes::test_issue483",
+    "test_electrodes::test_issue512",
     "test_issue274::test_issue274",
     "test_parameter_handling::test_issue241",
     "test_parameter_handling::test_issue302",
     "test_recording::test_issue259",
 }
-#: known failures that are not (yet) one of this project's errors; see docs/pynn.md
-KNOWN_GAPS = {"test_electrodes::test_issue512"}
 #: compare repeated segments for equality; the realistic chip's temporal noise makes every
 #: repetition differ (as on silicon), so these fail there by their assertion
 REALISTIC_NOISE = {
@@ -79,8 +78,6 @@ def test_pynn_scenario(name, chip_env):
             outcome = f"chip: {exc}"
         except (Exception, pytest.fail.Exception) as exc:  # noqa: BLE001  (recorded, asserted below)
             outcome = f"other: {type(exc).__name__}: {exc}"
-    if name in KNOWN_GAPS:
-        pytest.xfail(f"known gap: {outcome}")
     if chip_env == "realistic" and name in REALISTIC_NOISE:
         assert outcome != "pass"  # identical repetitions would mean the noise is missing
     elif chip_env == "ideal" and name in PASS_IDEAL:

@@ -106,3 +106,18 @@ def test_chip_facts_are_reexported():
     assert hw.N_CIRCUITS == 512 and hw.WEIGHT_MAX == 63 and hw.ROWS_PER_PADI_BUS == 64
     assert hw.event_label(5, 3, 7) == (5 << 11) | (3 << 6) | 7
     assert set(hw.__all__) <= set(dir(hw))
+
+
+def test_nominal_design_transfers_live_in_hardware():
+    """The CapMem design transfers the PyNN layer uses are defined (only) in hardware.py."""
+    from cysim.engine import COBA_REFERENCE_V
+    from pynn_brainscales2 import hardware as hw_
+    from pynn_brainscales2 import translation
+
+    assert hw_.COBA_REFERENCE_V == COBA_REFERENCE_V
+    assert hw_.COBA_REFERENCE_LSB == pytest.approx(COBA_REFERENCE_V * hw_.CADC_LSB_PER_V)
+    assert hw_.nominal_bias_capmem(hw_.BIAS_LSB_PER_US_AT_MAX).item() == hw_.CAPMEM_MAX
+    assert hw_.nominal_syn_gain_capmem(hw_.SYN_GAIN_LSB_PER_US_AT_MAX).item() == pytest.approx(hw_.CAPMEM_MAX)
+    assert hw_.nominal_potential_capmem(64.0).item() == 256
+    for name in ("BIAS_LSB_PER_US_AT_MAX", "CAPMEM_PER_LSB", "COBA_REFERENCE_LSB", "COBA_REFERENCE_V"):
+        assert not hasattr(translation, name), name

@@ -1,0 +1,464 @@
+"""Runs with plasticity: engine tables for tracked synapses, STP and sensors, and the tick
+loop that pauses the engine for the kernels of :mod:`cysim.ppu`.
+
+The equations (correlation sensors, spike counters, driver short-term plasticity) stand
+in the docstring of :mod:`cysim.engine`. A run takes this path when it has a plasticity
+program or a synapse driver with short-term plasticity on; every other run keeps the
+one-pass path of :func:`cysim.engine.simulate`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _engine, engine
+from . import constants as C
+from .errors import KernelError, PlasticityError
+from .ppu import PlasticityContext
+from .result import PlasticityLog, PlasticityRecord
+
+_CORR_CELLS = ("corr_tau_causal", "corr_tau_acausal", "corr_amp_causal", "corr_amp_acausal")
+_STP_CELLS = ("stp_utilization", "stp_tau_rec", "stp_tau_fac")
+_MAX_TICKS = 10_000_000
+
+
+def rows_on(config) -> np.ndarray:
+    """Synapse rows that pass events, shape (2, 256): row mode set and driver enabled."""
+    rows = np.arange(C.N_ROWS)
+    return (config.array("row_modes") != C.ROW_OFF) & config.array("driver_enable")[:, rows // 2]
+
+
+def tracked_synapses(config, programs) -> np.ndarray:
+    """Mask (2, 256, 256) of the synapses a plastic run tracks: those in use (non-zero
+    weight on an enabled row) and those the programs ask for."""
+    mask = (config.array("synapse_weights") > 0) & rows_on(config)[:, :, None]
+    for program in programs:
+        if program.synapses is not None:
+            mask = mask | program.synapses
+    return mask
+
+
+def extra_active(config, tracked) -> np.ndarray:
+    """Circuits a plastic run integrates step by step although they may look passive: a
+    kernel can change their parameters or give their synapses a weight."""
+    routed = tracked & rows_on(config)[:, :, None]
+    active = np.zeros(C.N_CIRCUITS, dtype=bool)
+    active[np.flatnonzero(routed.any(axis=1).reshape(-1))] = True
+    for name in ("enable_spiking", "enable_bias_current", "enable_exponential", "enable_adaptation"):
+        active |= config.array(name)
+    return active
+
+
+def _csr(groups, size, values):
+    """CSR pointer over ``size`` groups and ``values`` sorted stably by group."""
+    srt = np.argsort(groups, kind="stable")
+    ptr = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(groups, minlength=size), out=ptr[1:])
+    return ptr, values[srt], srt
+
+
+def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
+    """Engine input of the event path (see ``_engine.Session``) for ``inp`` from
+    :func:`cysim.engine.prepare`.
+
+    Tracked synapses come in three orders: ``s`` (row-major; what kernels see), ``k``
+    (routing entries: the synapses on enabled rows sorted stably by routing key, as in the
+    static table) and ``j`` (the same synapses grouped by local circuit, for the sensor
+    sweep at a spike).
+    """
+    n = int(inp["n"])
+    order = np.asarray(inp["order"])
+    local = np.empty(C.N_CIRCUITS, dtype=np.int64)
+    local[order] = np.arange(C.N_CIRCUITS)
+    h, r, c = np.nonzero(tracked)
+    n_syn = h.size
+    on = rows_on(config)[h, r]
+    d = r // C.ROWS_PER_DRIVER
+    loc = local[h * C.N_COLUMNS + c]
+    if np.any(loc[on] >= n):
+        raise PlasticityError("internal: a tracked synapse targets a circuit that is not integrated")
+    channel = (config.array("row_modes")[h, r] == C.ROW_INH).astype(np.int64)
+
+    # k: routing entries, grouped by key like the static table
+    e = np.flatnonzero(on)
+    bus = h[e] * C.N_PADI_BUSES + d[e] % C.N_PADI_BUSES
+    select = config.array("driver_row_select")[h[e], d[e]].astype(np.int64)
+    key = (
+        (bus.astype(np.int64) << C.ADDRESS_BITS)
+        | (select << 6)
+        | config.array("synapse_labels")[h[e], r[e], c[e]]
+    )
+    key_ptr, entry_syn, _ = _csr(key, engine.N_KEYS, e)
+    # j: the same synapses grouped by their (local) circuit
+    post_ptr, post_syn, _ = _csr(loc[e], max(n, 1), e)
+    syn_entry = np.full(n_syn, -1, dtype=np.int64)
+    syn_entry[entry_syn] = np.arange(e.size)
+    syn_post = np.full(n_syn, -1, dtype=np.int64)
+    syn_post[post_syn] = np.arange(e.size)
+    corr = physics.correlation_parameters({k: config.array(k) for k in _CORR_CELLS}, h, r, c)
+
+    # driver short-term plasticity: the drivers each key passes
+    stp_on = config.array("stp_enable") & config.array("driver_enable")
+    stp = physics.stp_parameters({k: config.array(k) for k in _STP_CELLS})
+    hd, dd = np.nonzero(stp_on)
+    dbus = hd * C.N_PADI_BUSES + dd % C.N_PADI_BUSES
+    dsel = config.array("driver_row_select")[hd, dd].astype(np.int64)
+    dkeys = ((dbus.astype(np.int64) << C.ADDRESS_BITS) | (dsel << 6))[:, None] + np.arange(C.LABEL_MAX + 1)
+    ddrv = np.repeat(hd * C.N_DRIVERS + dd, C.LABEL_MAX + 1)
+    stp_key_ptr, stp_key_drv, _ = _csr(dkeys.reshape(-1), engine.N_KEYS, ddrv)
+    fac = config.array("stp_facilitation")
+
+    # per-circuit synaptic gains (local order), as in engine.synapse_targets
+    params = inp["params"]
+    coba = config.array("enable_coba")[order[:n]]
+    gexc, ginh = params["syn_gain_exc"][:n], params["syn_gain_inh"][:n]
+    gain = np.concatenate(
+        [
+            np.where(coba, gexc / engine.COBA_REFERENCE_V, gexc),
+            np.where(coba, ginh / engine.COBA_REFERENCE_V, ginh),
+        ]
+    )
+    i32 = np.int32
+    zero = {
+        x: np.clip(corr[f"offset_{x}"] + 0.5, 0.0, float(C.CORR_MAX)).astype(np.uint8)
+        for x in ("causal", "acausal")
+    }
+    return {
+        "n_syn": n_syn,
+        "n_entries": e.size,
+        "sensors": sensors,
+        "any_stp": bool(stp_on.any()),
+        "key_ptr": key_ptr,
+        "key_target": (channel * n + loc)[entry_syn].astype(i32),
+        "entry_syn": entry_syn.astype(i32),
+        "entry_post": syn_post[entry_syn].astype(i32),
+        "entry_drv": (h * C.N_DRIVERS + d)[entry_syn].astype(i32),
+        "entry_circ": loc[entry_syn].astype(i32),
+        "eta_a": corr["eta_acausal"][entry_syn],
+        "inv_tau_a": 1.0 / corr["tau_acausal_us"][entry_syn],
+        "offh_a": corr["offset_acausal"][entry_syn] + 0.5,
+        "post_ptr": post_ptr,
+        "post_syn": post_syn.astype(i32),
+        "eta_c": corr["eta_causal"][post_syn],
+        "inv_tau_c": 1.0 / corr["tau_causal_us"][post_syn],
+        "offh_c": corr["offset_causal"][post_syn] + 0.5,
+        "syn_entry": syn_entry.astype(i32),
+        "syn_post": syn_post,
+        "syn_dg": physics.driver_gain[h, d],
+        "syn_sg": physics.synapse_gain[h, r, c],
+        "syn_gidx": np.where(on, channel * n + loc, -1).astype(i32),
+        "zero_c": zero["causal"],
+        "zero_a": zero["acausal"],
+        "corr_sat": float(C.CORR_MAX),
+        "stp_key_ptr": stp_key_ptr,
+        "stp_key_drv": stp_key_drv.astype(i32),
+        "n_drivers": C.N_HEMISPHERES * C.N_DRIVERS,
+        "stp_U": stp["utilization"].reshape(-1),
+        "stp_inv_rec": 1.0 / stp["tau_rec_us"].reshape(-1),
+        "stp_inv_fac": np.where(fac, 1.0 / stp["tau_fac_us"], 0.0).reshape(-1),
+        "weights": config.array("synapse_weights")[h, r, c],
+        "gain": gain,
+        "coords": (h, r, c),
+    }
+
+
+def cached_tables(chip, config, inp, tracked, sensors: bool) -> dict:
+    """:func:`plastic_tables`, reused while the configuration, the tracked synapses and
+    the circuit order stay the same (repeated runs of one configuration)."""
+    order = np.asarray(inp["order"])
+    key = (
+        config.revision,
+        hash(np.packbits(tracked).tobytes()),
+        bool(sensors),
+        int(inp["n"]),
+        hash(order.tobytes()),
+    )
+    cache = chip._plastic_tables
+    if cache is None or cache[0] != key:
+        cache = (key, plastic_tables(config, chip._physics, inp, tracked, sensors))
+        chip._plastic_tables = cache
+    return cache[1]
+
+
+class PlasticRun:
+    """One batched run with plasticity programs: the engine session and the tick loop."""
+
+    def __init__(self, chip, config, inp, programs, tracked, threads):
+        self.chip = chip
+        self.config = config
+        self.inp = inp
+        self.programs = programs
+        self.names = [p.name or f"program{k}" for k, p in enumerate(programs)]
+        self.n_trials = int(inp["n_trials"])
+        sensors = any(p.correlation for p in programs)
+        self.tables = cached_tables(chip, config, inp, tracked, sensors)
+        self.n_syn = int(self.tables["n_syn"])
+        self.synapses = self.tables["coords"]
+        self.session = _engine.Session(inp, self.tables, threads)
+        self.arrays = self.session.arrays
+        self.n = int(inp["n"])
+        self.order = np.asarray(inp["order"])
+        # kernel-facing state
+        self._weights_touched = False
+        self._corr = None  # readout buffers of the current tick
+        self._capmem = {}  # name -> (trials, 512) int16 written by kernels
+        self._capmem_applied = {}
+        self._capmem_touched = set()
+        self._records = {name: {} for name in self.names}
+        self._history = {
+            name: ([], []) for name, p in zip(self.names, programs, strict=True) if p.record_weights
+        }
+        self._ticks = []  # (time_us, program, weights_clipped, capmem_clipped)
+        self._index = None
+        self._weights_view = self.arrays["weights"][:, : self.n_syn]  # the same objects every tick
+        self._weights_rows = list(self._weights_view)
+
+    # --- access for the context ----------------------------------------------------------
+    def weights_for_kernel(self, trial=None):
+        self._weights_touched = True
+        return self._weights_view if trial is None else self._weights_rows[trial]
+
+    def correlation(self):
+        if self._corr is None:
+            causal = self.arrays["read_c"][:, : self.n_syn].copy()
+            acausal = self.arrays["read_a"][:, : self.n_syn].copy()
+            causal.flags.writeable = False
+            acausal.flags.writeable = False
+            self._corr = (causal, acausal)
+        return self._corr
+
+    def reset_correlation(self, trial, index, causal, acausal):
+        self._corr = None
+        if index is None:
+            self.session.reset_correlation(-1 if trial is None else trial, causal, acausal)
+            return
+        rows = slice(None) if trial is None else trial
+        idx = np.asarray(index)
+        if idx.dtype == np.bool_:
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64).reshape(-1)
+        t = self.tables
+        for on, acc, pos, read, zero in (
+            (causal, "acc_c", t["syn_post"], "read_c", t["zero_c"]),
+            (acausal, "acc_a", t["syn_entry"], "read_a", t["zero_a"]),
+        ):
+            if on:
+                p = pos[idx]
+                self.arrays[acc][rows, p[p >= 0]] = 0.0
+                self.arrays[read][rows, idx] = zero[idx]
+
+    def spike_counts(self):
+        out = np.zeros((self.n_trials, C.N_CIRCUITS), dtype=np.uint8)
+        out[:, self.order[: self.n]] = self.arrays["counts"][:, : self.n]
+        out.flags.writeable = False
+        return out
+
+    def reset_spike_counts(self, trial, circuits):
+        rows = slice(None) if trial is None else trial
+        if circuits is None:
+            self.arrays["counts"][rows] = 0
+            return
+        local = np.empty(C.N_CIRCUITS, dtype=np.int64)
+        local[self.order] = np.arange(C.N_CIRCUITS)
+        loc = local[np.asarray(circuits, dtype=np.int64).reshape(-1)]
+        self.arrays["counts"][rows, loc[loc < self.n]] = 0
+
+    def last_cadc(self):
+        k = self.session.cadc_count
+        if k == 0:
+            return None
+        sample = self.session.cadc[:, k - 1]
+        sample.flags.writeable = False
+        return sample
+
+    def last_cadc_time(self):
+        k = self.session.cadc_count
+        return None if k == 0 else float(self.inp["cadc_times"][k - 1])
+
+    def capmem_array(self, name):
+        if name not in self._capmem:
+            values = np.repeat(self.config.array(name)[None, :].astype(np.int16), self.n_trials, axis=0)
+            self._capmem[name] = values
+            self._capmem_applied[name] = values.copy()
+        self._capmem_touched.add(name)
+        return self._capmem[name]
+
+    def synapse_index(self, hemisphere, row, column):
+        if self._index is None:
+            self._index = np.full((C.N_HEMISPHERES, C.N_ROWS, C.N_COLUMNS), -1, dtype=np.int64)
+            self._index[self.synapses] = np.arange(self.n_syn)
+        return self._index[hemisphere, row, column]
+
+    def record(self, program, name, time_us, trial, value):
+        entries = self._records[program].setdefault(name, ([], [], []))
+        entries[0].append(time_us)
+        entries[1].append(-1 if trial is None else trial)
+        entries[2].append(np.array(value, copy=True))
+
+    # --- applying what a kernel wrote --------------------------------------------------------
+    def _apply(self):
+        clipped_w = 0
+        if self._weights_touched:
+            clipped_w = int(self.session.apply_weights())
+            self._weights_touched = False
+        clipped_c = 0
+        if self._capmem_touched:
+            changed = np.zeros(self.n_trials, dtype=bool)
+            for name in self._capmem_touched:
+                values = self._capmem[name]
+                bad = (values < 0) | (values > C.CAPMEM_MAX)
+                if bad.any():
+                    clipped_c += int(bad.sum())
+                    np.clip(values, 0, C.CAPMEM_MAX, out=values)
+                diff = (values != self._capmem_applied[name]).any(axis=1)
+                if diff.any():
+                    changed |= diff
+                    self._capmem_applied[name][diff] = values[diff]
+            self._capmem_touched.clear()
+            for trial in np.flatnonzero(changed):
+                self._set_trial_capmem(int(trial))
+        return clipped_w, clipped_c
+
+    def _set_trial_capmem(self, trial):
+        cfg = self.config
+        capmem = {
+            n: (self._capmem_applied[n][trial] if n in self._capmem_applied else cfg.array(n)).astype(
+                np.float64
+            )
+            for n in C.CAPMEM_FIELDS
+        }
+        params = self.chip._physics.circuit_parameters(capmem, {n: cfg.array(n) for n in C.SWITCH_FIELDS})
+        p = {name: getattr(params, name)[self.order] for name in params.__dataclass_fields__}
+        flags = engine.switch_flags(cfg)[self.order]
+        arrays = engine.circuit_inputs(p, flags, float(self.inp["dt"]), cfg.cadc_period_us)
+        n = self.n
+        coba = cfg.array("enable_coba")[self.order[:n]]
+        gexc, ginh = p["syn_gain_exc"][:n], p["syn_gain_inh"][:n]
+        gain = np.concatenate(
+            [
+                np.where(coba, gexc / engine.COBA_REFERENCE_V, gexc),
+                np.where(coba, ginh / engine.COBA_REFERENCE_V, ginh),
+            ]
+        )
+        self.session.set_trial_circuits(trial, arrays, gain)
+
+    # --- the tick loop ---------------------------------------------------------------------------
+    def schedule(self):
+        """``(step, program index, tick)`` of every tick, in execution order."""
+        n_steps, dt = int(self.inp["n_steps"]), float(self.inp["dt"])
+        items = []
+        for k, program in enumerate(self.programs):
+            steps = program.tick_steps(n_steps, dt)
+            if steps.size > _MAX_TICKS:
+                raise PlasticityError(
+                    f"plasticity program {self.names[k]!r} would tick {steps.size} times in this run "
+                    f"(at most {_MAX_TICKS}); use a longer period_us or fewer num_periods."
+                )
+            items.append(np.stack([steps, np.full(steps.size, k), np.arange(steps.size)], axis=1))
+        if not items:
+            return np.zeros((0, 3), dtype=np.int64)
+        allt = np.concatenate(items)
+        return allt[np.lexsort((allt[:, 2], allt[:, 1], allt[:, 0]))]
+
+    def execute(self):
+        """Run to the end, calling the kernels at their ticks; returns the engine outputs."""
+        session = self.session
+        dt = float(self.inp["dt"])
+        session.start()
+        for step, k, tick in self.schedule().tolist():
+            session.advance(step)
+            program, name = self.programs[k], self.names[k]
+            time_us = step * dt
+            self._corr = None
+            trials = range(self.n_trials) if program.per_trial else (None,)
+            for trial in trials:
+                ctx = PlasticityContext(self, name, tick, time_us, trial)
+                try:
+                    program.kernel(ctx)
+                except Exception as exc:
+                    self._ticks.append((time_us, name, 0, 0))
+                    result = self.chip._result_from(self, session.outputs(), time_us)
+                    where = "" if trial is None else f" (trial {trial})"
+                    raise KernelError(
+                        f"plasticity kernel of program {name!r} raised {type(exc).__name__} at tick "
+                        f"{tick}, t = {time_us:g} us{where}: {exc}",
+                        program=name,
+                        tick=tick,
+                        time_us=time_us,
+                        trial=trial,
+                        result=result,
+                    ) from exc
+            clipped_w, clipped_c = self._apply()
+            self._ticks.append((time_us, name, clipped_w, clipped_c))
+            self._corr = None
+            if name in self._history:
+                self._history[name][0].append(time_us)
+                self._history[name][1].append(self.arrays["applied"][:, : self.n_syn].astype(np.uint8))
+        return session.finish()
+
+    def log(self) -> PlasticityLog:
+        """What the kernels did so far."""
+        records = {}
+        for program, entries in self._records.items():
+            records[program] = {
+                name: PlasticityRecord(
+                    np.asarray(t, dtype=np.float64), np.asarray(tr, dtype=np.int64), _stack(v)
+                )
+                for name, (t, tr, v) in entries.items()
+            }
+        history = {
+            name: PlasticityRecord(
+                np.asarray(t, dtype=np.float64),
+                np.full(len(t), -1, dtype=np.int64),
+                np.stack(v) if v else np.zeros((0, self.n_trials, self.n_syn), dtype=np.uint8),
+            )
+            for name, (t, v) in self._history.items()
+        }
+        ticks = self._ticks
+        h, r, c = self.synapses
+        return PlasticityLog(
+            hemisphere=h,
+            row=r,
+            column=c,
+            weights=self.arrays["applied"][:, : self.n_syn].astype(np.uint8),
+            records=records,
+            weight_history=history,
+            tick_times_us=np.array([t[0] for t in ticks], dtype=np.float64),
+            tick_programs=tuple(t[1] for t in ticks),
+            weights_clipped=np.array([t[2] for t in ticks], dtype=np.int64),
+            capmem_clipped=np.array([t[3] for t in ticks], dtype=np.int64),
+            capmem={name: values.copy() for name, values in self._capmem_applied.items()},
+        )
+
+
+def _stack(values):
+    shapes = {v.shape for v in values}
+    dtypes = {v.dtype for v in values}
+    if len(shapes) == 1 and len(dtypes) == 1 and next(iter(dtypes)) != np.dtype(object):
+        return np.stack(values)
+    return values
+
+
+def run(chip, config, stimulus, duration_us, trials, seeds, dt_us, threads, programs):
+    """A run with plasticity programs and/or driver short-term plasticity (see
+    :meth:`cysim.VirtualChip.run`); returns ``(inp, outputs, log)``."""
+    tracked = tracked_synapses(config, programs)
+    active = extra_active(config, tracked) if programs else None
+    if chip._compiled[0] != config.revision:
+        chip._compiled = (config.revision, engine.compile_config(config, chip._physics))
+    inp = engine.prepare(
+        config,
+        chip._physics,
+        stimulus,
+        duration_us,
+        trials,
+        seeds,
+        dt_us,
+        compiled=chip._compiled[1],
+        extra_active=active,
+    )
+    if threads is None:
+        threads = engine.default_threads(trials)
+    plastic = PlasticRun(chip, config, inp, programs, tracked, threads)
+    outputs = plastic.execute()
+    return inp, outputs, plastic.log() if programs else None

@@ -1,0 +1,185 @@
+"""Train a 5-120-3 spiking network on the Yin-Yang data set with the torch bridge.
+
+Input: the four features ``[x, y, 1 - x, 1 - y]`` as one spike each between 2 and 26 us,
+plus a bias spike at 0 us (time-to-first-spike code). Hidden: 120 LIF neurons. Output:
+3 leaky integrators; the class score is each output's maximum membrane over the 38 us
+of a sample; loss: cross-entropy; gradients: surrogate gradients (BPTT). Times are
+hardware times [us], potentials normalised (leak and reset 0, threshold 1).
+
+    python examples/yinyang.py --mode mock --epochs 60 --seed 0
+
+The last line printed is ``RESULT {json}`` with the final test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pynn_brainscales2 import snn
+from pynn_brainscales2.snn import transforms as T
+from pynn_brainscales2.snn.datasets import YinYang
+
+RUNTIME_US = 38.0
+T_EARLY_US, T_LATE_US, T_BIAS_US = 2.0, 26.0, 0.0
+
+
+class YinYangSNN(nn.Module):
+    """5 inputs -> 120 LIF -> 3 LI, max-over-time read-out."""
+
+    def __init__(
+        self,
+        mode: str,
+        dt: float,
+        hidden: int = 120,
+        surrogate: str = "superspike",
+        alpha: float = 50.0,
+        out_mean: float = 0.05,
+    ):
+        super().__init__()
+        self.exp = snn.Experiment(mock=(mode == "mock"), dt=dt)
+        tau = dict(tau_mem_us=6.0, tau_syn_exc_us=6.0, tau_syn_inh_us=6.0)
+        self.dt = dt
+        self.input = snn.InputNeuron(5, self.exp, name="input")
+        self.syn_hidden = snn.Synapse(5, hidden, self.exp, mean=0.15, std=0.25, name="input->hidden")
+        self.hidden = snn.LIF(hidden, self.exp, name="hidden", method=surrogate, alpha=alpha, **tau)
+        self.syn_out = snn.Synapse(hidden, 3, self.exp, mean=out_mean, std=0.1, name="hidden->output")
+        self.out = snn.LI(3, self.exp, name="output", **tau)
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        return T.ttfs_coordinates(features, self.dt, RUNTIME_US, T_EARLY_US, T_LATE_US, bias_us=T_BIAS_US)
+
+    def forward(self, features: torch.Tensor):
+        h_in = self.input(self.encode(features))
+        h_hidden = self.hidden(self.syn_hidden(h_in))
+        h_out = self.out(self.syn_out(h_hidden))
+        snn.run(self.exp, RUNTIME_US)
+        return T.decode(h_out.v, "max"), h_hidden
+
+
+def evaluate(model, data, batch_size=500):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for k in range(0, len(data), batch_size):
+            x, y = data.features[k : k + batch_size], data.labels[k : k + batch_size]
+            scores, _ = model(x)
+            correct += int((scores.argmax(1) == y).sum())
+    model.train()
+    return correct / len(data)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["mock", "chip"], default="mock")
+    parser.add_argument("--gradient", choices=["surrogate"], default="surrogate")
+    parser.add_argument("--surrogate", default="superspike", help="superspike, sigmoid or triangle")
+    parser.add_argument("--alpha", type=float, default=50.0, help="surrogate sharpness [1/pu]")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument(
+        "--out-mean", type=float, default=0.05, help="mean of the initial output weights [pu/us]"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--schedule",
+        choices=["exp", "cosine"],
+        default="exp",
+        help="learning-rate schedule: exp (x gamma per epoch) or cosine (to lr-min over all epochs)",
+    )
+    parser.add_argument("--gamma", type=float, default=0.97, help="learning-rate decay per epoch (exp)")
+    parser.add_argument("--lr-min", type=float, default=0.0, help="final learning rate (cosine)")
+    parser.add_argument("--dt", type=float, default=0.5, help="grid step [us]")
+    parser.add_argument(
+        "--rate-reg", type=float, default=0.0, help="coefficient of the firing-rate regulariser"
+    )
+    parser.add_argument("--weight-reg", type=float, default=0.0, help="coefficient of sum(w^4)/N")
+    parser.add_argument("--train-size", type=int, default=None, help="use only the first N training samples")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    train, validation, test = YinYang("train", size=args.train_size), YinYang("validation"), YinYang("test")
+    model = YinYangSNN(args.mode, args.dt, surrogate=args.surrogate, alpha=args.alpha, out_mean=args.out_mean)
+    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if args.schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(args.epochs, 1), eta_min=args.lr_min)
+    else:
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=args.gamma)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(args.seed)
+
+    history = []
+    t_start = time.perf_counter()
+    bar = tqdm(range(args.epochs), disable=args.no_progress, desc=f"yinyang {args.mode}")
+    for epoch in bar:
+        order = torch.randperm(len(train), generator=generator)
+        total, correct, loss_sum, t_epoch = 0, 0, 0.0, time.perf_counter()
+        for k in range(0, len(train), args.batch_size):
+            idx = order[k : k + args.batch_size]
+            x, y = train.features[idx], train.labels[idx]
+            scores, h_hidden = model(x)
+            loss = loss_fn(scores, y)
+            if args.rate_reg:
+                loss = loss + args.rate_reg * T.firing_rate_regulariser(h_hidden.spikes)
+            if args.weight_reg:
+                loss = loss + T.weight_regulariser(
+                    [model.syn_hidden.weight, model.syn_out.weight], args.weight_reg
+                )
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            loss_sum += loss.item() * len(idx)
+            correct += int((scores.argmax(1) == y).sum())
+            total += len(idx)
+        schedule.step()
+        test_acc = evaluate(model, test)
+        val_acc = evaluate(model, validation)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": loss_sum / total,
+                "train_accuracy": correct / total,
+                "validation_accuracy": val_acc,
+                "test_accuracy": test_acc,
+                "epoch_s": time.perf_counter() - t_epoch,
+            }
+        )
+        bar.set_postfix(
+            loss=f"{loss_sum / total:.3f}", train=f"{correct / total:.3f}", test=f"{test_acc:.3f}"
+        )
+    result = {
+        "mode": args.mode,
+        "gradient": args.gradient,
+        "surrogate": args.surrogate,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "dt_us": args.dt,
+        "settings": {
+            k: getattr(args, k)
+            for k in ("batch_size", "lr", "schedule", "gamma", "lr_min", "alpha", "out_mean", "rate_reg", "weight_reg")
+        },
+        "test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "train_accuracy": history[-1]["train_accuracy"] if history else None,
+        "best_test_accuracy": max((h["test_accuracy"] for h in history), default=None),
+        "validation_accuracy": history[-1]["validation_accuracy"] if history else None,
+        "test_curve": [round(h["test_accuracy"], 4) for h in history],
+        "validation_curve": [round(h["validation_accuracy"], 4) for h in history],
+        "train_curve": [round(h["train_accuracy"], 4) for h in history],
+        "loss_curve": [round(h["loss"], 4) for h in history],
+        "wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    print("RESULT " + json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Chip mode of the torch bridge: the experiment's graph on the virtual chip.
+
+:class:`ChipRunner` maps an experiment's populations and projections once
+(:mod:`pynn_brainscales2.mapping`), calibrates the circuits to the modules' parameters
+(:mod:`pynn_brainscales2.calibration`, cached) and keeps one
+:class:`~pynn_brainscales2.execution.Executor`. Every forward pass only rewrites the
+weights and the input events; a batch runs as trials of one chip call.
+
+Units. The torch modules speak "pu" (potential units; leak 0, threshold 1 in training)
+and pu/us for currents and weights. On the chip, one pu is :data:`LSB_PER_PU` CADC LSB:
+50 for LIF populations, which rest at :data:`LEAK_LSB` ``["LIF"]`` (threshold 1 pu above);
+12 for LI read-out populations, which have no threshold and rest at the middle of the CADC
+range, so that their traces may swing by about +-10 pu. A weight ``w`` [pu/us] onto a
+population becomes ``round(|w| * LSB_PER_PU / gain)`` steps on excitatory (``w > 0``) or
+inhibitory rows, with ``gain`` [CADC LSB/us per step] calibrated per target population
+from the largest weight at mapping time times :data:`WEIGHT_HEADROOM` (weights beyond that
+saturate at the largest step count); connections may use up to 4 rows (252 steps).
+
+What comes back (per population, on the experiment's grid ``t_n = n dt``): spikes from the
+FPGA timestamps (binned into steps, with their position in the step), and membrane traces
+from the CADC (one sample every 1.7 us, linearly interpolated onto the grid, in pu relative
+to each neuron's measured resting level before the first input).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from cysim import constants as C
+
+from .. import calibration
+from ..errors import ParameterRangeError, ShapeError
+from ..execution import Executor
+from ..mapping import (
+    EXCITATORY,
+    EXTERNAL,
+    INHIBITORY,
+    NEURON,
+    NetworkSpec,
+    PopulationSpec,
+    ProjectionSpec,
+    map_network,
+)
+from .functional.neurons import LIFParameters, LIParameters
+from .modules import InputNeuron
+
+LSB_PER_PU = {"LIF": 50.0, "LI": 12.0}  # CADC LSB per potential unit
+LEAK_LSB = {"LIF": 70.0, "LI": 127.0}
+WEIGHT_HEADROOM = 2.0  # the largest step count maps to this many times the largest weight
+MAX_ROWS = 4
+_GAIN_RANGE = calibration.RANGES["syn_gain_exc"]
+
+__all__ = ["ChipRunner", "LSB_PER_PU", "LEAK_LSB"]
+
+
+def _scalar(x, what: str, module) -> float:
+    v = x.detach() if torch.is_tensor(x) else torch.as_tensor(x)
+    if v.numel() != 1 and not torch.all(v == v.flatten()[0]):
+        raise ParameterRangeError(
+            f"{module.describe()}: chip mode needs one {what} per population (per-neuron values are "
+            "calibrated only as scalars so far); got a tensor of different values."
+        )
+    return float(v.flatten()[0])
+
+
+def _kind(module) -> str:
+    if isinstance(module.params, LIParameters):
+        return "LI"
+    if isinstance(module.params, LIFParameters):
+        return "LIF"
+    raise ParameterRangeError(
+        f"{module.describe()}: chip mode supports LIF and LI populations; AdEx needs AdEx calibration "
+        "targets, which the calibration does not offer yet. Use snn.Experiment(mock=True) for AdEx."
+    )
+
+
+class ChipRunner:
+    """Mapping, calibration and executor of one experiment structure.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        Gives the chip and the grid step.
+    handles : dict
+        Module -> NeuronHandle of the pass that defines the structure.
+    synapses : list
+        SynapseHandles of that pass.
+    """
+
+    def __init__(self, experiment, handles: dict, synapses: list):
+        self.chip = experiment.chip
+        self.dt = experiment.dt
+        self.modules = list(handles)
+        self.label = {m: f"p{i}" for i, m in enumerate(self.modules)}
+        self.synapses = [s.module for s in synapses]
+        self.pre_of = {s.module: s.pre.module for s in synapses}
+        self.post_of = {}
+        for m, h in handles.items():
+            for s in h.inputs:
+                self.post_of[s.module] = m
+        for s in self.synapses:
+            if s not in self.post_of:
+                raise ShapeError(f"{s.describe()} projects onto no population of this pass.")
+        self.signature = self.structure_signature(handles, synapses)
+        self._build()
+
+    @staticmethod
+    def structure_signature(handles: dict, synapses: list) -> tuple:
+        """What decides mapping and calibration: modules, connections, parameters."""
+        mods = tuple((id(m), m.size, tuple(repr(v) for v in getattr(m, "params", ()))) for m in handles)
+        syns = tuple((id(s.module), id(s.pre.module)) for s in synapses)
+        return mods, syns
+
+    # --- building ------------------------------------------------------------------------
+    def _build(self) -> None:
+        pops = []
+        for m in self.modules:
+            kind = EXTERNAL if isinstance(m, InputNeuron) else NEURON
+            pops.append(PopulationSpec(self.label[m], m.size, kind))
+        # gain per target population from the largest incoming weight
+        self.gain, self.max_steps = {}, {}
+        for post in {self.post_of[s] for s in self.synapses}:
+            wmax = max(float(s.weight.detach().abs().max()) for s in self.synapses if self.post_of[s] is post)
+            wmax_lsb = max(wmax, 1e-6) * WEIGHT_HEADROOM * LSB_PER_PU[_kind(post)]  # LSB/us
+            rows = min(MAX_ROWS, max(1, math.ceil(wmax_lsb / (63 * _GAIN_RANGE[1] * 0.95))))
+            gain = float(np.clip(wmax_lsb / (63 * rows), *_GAIN_RANGE))
+            self.gain[post], self.max_steps[post] = gain, 63 * rows
+        projections = []
+        for s in self.synapses:
+            pre, post = self.pre_of[s], self.post_of[s]
+            n_out, n_in = s.weight.shape
+            post_idx, pre_idx = np.meshgrid(np.arange(n_out), np.arange(n_in), indexing="ij")
+            for receptor in (EXCITATORY, INHIBITORY):
+                projections.append(
+                    ProjectionSpec(
+                        self._proj(s, receptor),
+                        self.label[pre],
+                        self.label[post],
+                        pre_idx.ravel(),
+                        post_idx.ravel(),
+                        np.zeros(n_out * n_in, dtype=np.int64),
+                        receptor,
+                        max_steps=self.max_steps[post],
+                    )
+                )
+        self.mapping = map_network(NetworkSpec(tuple(pops), tuple(projections)))
+        self.calibration = calibration.calibrate(self.chip, self._targets())
+        config = self.calibration.apply(self.mapping.config)
+        for m in self.modules:
+            if isinstance(m, InputNeuron):
+                continue
+            circuits = self.mapping.circuits(self.label[m])
+            config.enable_spiking[circuits] = _kind(m) == "LIF"
+            config.enable_output[circuits] = _kind(m) == "LIF"
+        self.executor = Executor(self.mapping, config, self.chip)
+
+    def _proj(self, synapse, receptor: str) -> str:
+        return f"{self.label[self.pre_of[synapse]]}->{self.label[self.post_of[synapse]]}#{id(synapse)}:{receptor[:3]}"
+
+    def _targets(self) -> calibration.CalibrationTargets:
+        fields = {name: np.full(C.N_CIRCUITS, np.nan) for name in calibration.RANGES}
+        used = np.zeros(C.N_CIRCUITS, bool)
+        for m in self.modules:
+            if isinstance(m, InputNeuron):
+                continue
+            kind = _kind(m)
+            p = m.params
+            c = self.mapping_circuits_preview(m)
+            leak = LEAK_LSB[kind]
+            fields["leak_lsb"][c] = leak
+            fields["tau_mem_us"][c] = _scalar(p.tau_mem_us, "tau_mem_us", m)
+            fields["tau_syn_exc_us"][c] = _scalar(p.tau_syn_exc_us, "tau_syn_exc_us", m)
+            fields["tau_syn_inh_us"][c] = _scalar(p.tau_syn_inh_us, "tau_syn_inh_us", m)
+            if kind == "LIF":
+                v_leak = _scalar(p.v_leak, "v_leak", m)
+                scale = LSB_PER_PU[kind]
+                fields["threshold_lsb"][c] = leak + (_scalar(p.v_th, "v_th", m) - v_leak) * scale
+                fields["reset_lsb"][c] = leak + (_scalar(p.v_reset, "v_reset", m) - v_leak) * scale
+                fields["refractory_us"][c] = max(
+                    _scalar(p.refractory_us, "refractory_us", m), calibration.RANGES["refractory_us"][0]
+                )
+            else:  # read-out: never spikes; threshold and reset are only placeholders
+                fields["threshold_lsb"][c] = 200.0
+                fields["reset_lsb"][c] = leak
+                fields["refractory_us"][c] = 1.0
+            gain = self.gain.get(m, 0.1)
+            fields["syn_gain_exc"][c] = gain
+            fields["syn_gain_inh"][c] = gain
+            used[c] = True
+        for name, (lo, hi) in calibration.RANGES.items():  # unused circuits: any valid value
+            fields[name][~used] = 0.5 * (lo + hi) if name != "reset_lsb" else lo
+        return calibration.CalibrationTargets(**fields, circuits=used)
+
+    def mapping_circuits_preview(self, module) -> np.ndarray:
+        return self.mapping.circuits(self.label[module])
+
+    # --- running ---------------------------------------------------------------------------
+    def weight_steps(self, synapse) -> dict:
+        """Integer steps of ``synapse`` per receptor (connection order: post-major)."""
+        post = self.post_of[synapse]
+        w = synapse.weight.detach().cpu().double().numpy() * LSB_PER_PU[_kind(post)] / self.gain[post]
+        cap = self.max_steps[post]
+        return {
+            EXCITATORY: np.clip(np.rint(np.maximum(w, 0.0)), 0, cap).astype(np.int64).ravel(),
+            INHIBITORY: np.clip(np.rint(np.maximum(-w, 0.0)), 0, cap).astype(np.int64).ravel(),
+        }
+
+    def run(self, handles: dict, n_steps: int) -> dict:
+        """Run the pass on the chip; returns module -> (spikes, fraction, v) tensors."""
+        for s in self.synapses:
+            for receptor, steps in self.weight_steps(s).items():
+                self.executor.set_weights(self._proj(s, receptor), steps)
+        inputs = [m for m in self.modules if isinstance(m, InputNeuron)]
+        ref = handles[inputs[0]].spikes
+        batch = ref.shape[1]
+        stimuli = [{} for _ in range(batch)]
+        first_input = np.full(batch, np.inf)
+        for m in inputs:
+            z = handles[m].spikes[:n_steps].detach().cpu().numpy()
+            t_idx, b_idx, n_idx = np.nonzero(z > 0.5)
+            times = t_idx * self.dt
+            for b in range(batch):
+                sel = b_idx == b
+                stimuli[b][self.label[m]] = (n_idx[sel], times[sel])
+                if sel.any():
+                    first_input[b] = min(first_input[b], times[sel].min())
+        duration = n_steps * self.dt
+        obs = self.executor.run(stimuli, duration_us=duration, trials=batch)
+        out = {}
+        grid = np.arange(n_steps) * self.dt
+        for m in self.modules:
+            if isinstance(m, InputNeuron):
+                continue
+            label = self.label[m]
+            spikes = np.zeros((n_steps, batch, m.size))
+            frac = np.zeros((n_steps, batch, m.size))
+            if _kind(m) == "LIF":
+                for b in range(batch):
+                    neuron, t = obs.spikes_us(label, b)
+                    pos = t / self.dt
+                    step = np.floor(pos).astype(np.int64)
+                    ok = step < n_steps
+                    spikes[step[ok], b, neuron[ok]] = 1.0
+                    frac[step[ok], b, neuron[ok]] = pos[ok] - step[ok]
+            v = self._trace(obs, label, m, grid, first_input)
+            out[m] = tuple(torch.as_tensor(x, dtype=ref.dtype, device=ref.device) for x in (spikes, frac, v))
+        return out
+
+    def _trace(self, obs, label, module, grid, first_input) -> np.ndarray:
+        """CADC samples of ``label`` on the grid [pu], relative to the measured resting level."""
+        lsb = obs.cadc_lsb(label).astype(np.float64)  # (trials, samples, n)
+        t = obs.result.cadc_times_us
+        rest = np.empty(lsb.shape[::2])
+        for b in range(lsb.shape[0]):
+            before = t < min(first_input[b] + C.ROUTING_LATENCY_US, t[-1])
+            before[0] = True
+            rest[b] = lsb[b, before].mean(axis=0)
+        v_leak = _scalar(module.params.v_leak, "v_leak", module)
+        pu = (lsb - rest[:, None, :]) / LSB_PER_PU[_kind(module)] + v_leak
+        idx = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, t.size - 1)
+        nxt = np.clip(idx + 1, 0, t.size - 1)
+        span = np.where(nxt > idx, t[nxt] - t[idx], 1.0)
+        w = np.clip((grid - t[idx]) / span, 0.0, 1.0)[None, :, None]
+        v = pu[:, idx, :] * (1 - w) + pu[:, nxt, :] * w  # (trials, steps, n)
+        return v.transpose(1, 0, 2)
