@@ -525,3 +525,39 @@ __all__ = [
     "circuit_of",
     "event_label",
 ]
+
+
+# --- torch bridge: potential units (pu) <-> CADC LSB ------------------------------------
+@dataclass(frozen=True)
+class PotentialUnitMap:
+    """The torch bridge's potential units on the chip: ``lsb = rest_lsb + (v - v_leak) * lsb_per_pu``.
+
+    ``snn`` models speak "pu" (leak 0, threshold 1 in training) and pu/us for currents and
+    weights. LIF populations rest low in the CADC range with 50 LSB per pu; LI read-out
+    populations (no threshold) rest in the middle with 12 LSB per pu, so that their traces
+    can swing by about +-10 pu.
+
+    >>> m = PU_MAPS["LIF"]
+    >>> float(m.to_lsb(1.0)), float(m.to_pu(120.0))
+    (120.0, 1.0)
+    """
+
+    lsb_per_pu: float
+    rest_lsb: float
+
+    def to_lsb(self, v_pu, v_leak_pu=0.0):
+        """Potential [pu] -> CADC [LSB]."""
+        return self.rest_lsb + (np.asarray(v_pu, dtype=float) - v_leak_pu) * self.lsb_per_pu
+
+    def to_pu(self, lsb, rest_lsb=None, v_leak_pu=0.0):
+        """CADC [LSB] -> potential [pu]; ``rest_lsb`` (e.g. measured per neuron) defaults to
+        the nominal resting level."""
+        rest = self.rest_lsb if rest_lsb is None else rest_lsb
+        return (np.asarray(lsb, dtype=float) - rest) / self.lsb_per_pu + v_leak_pu
+
+    def slope_to_lsb(self, pu_per_us):
+        """Current or weight [pu/us] -> membrane slope [CADC LSB/us]."""
+        return np.asarray(pu_per_us, dtype=float) * self.lsb_per_pu
+
+
+PU_MAPS = {"LIF": PotentialUnitMap(50.0, 70.0), "LI": PotentialUnitMap(12.0, 127.0)}

@@ -7,11 +7,10 @@
 weights and the input events; a batch runs as trials of one chip call.
 
 Units. The torch modules speak "pu" (potential units; leak 0, threshold 1 in training)
-and pu/us for currents and weights. On the chip, one pu is :data:`LSB_PER_PU` CADC LSB:
-50 for LIF populations, which rest at :data:`LEAK_LSB` ``["LIF"]`` (threshold 1 pu above);
-12 for LI read-out populations, which have no threshold and rest at the middle of the CADC
-range, so that their traces may swing by about +-10 pu. A weight ``w`` [pu/us] onto a
-population becomes ``round(|w| * LSB_PER_PU / gain)`` steps on excitatory (``w > 0``) or
+and pu/us for currents and weights; :data:`pynn_brainscales2.hardware.PU_MAPS` places them
+on the chip (LIF: 50 CADC LSB per pu, resting at 70 LSB; LI read-out: 12 LSB per pu,
+resting in the middle of the CADC range). A weight ``w`` [pu/us] onto a population becomes
+``round(slope_to_lsb(|w|) / gain)`` steps on excitatory (``w > 0``) or
 inhibitory rows, with ``gain`` [CADC LSB/us per step] calibrated per target population
 from the largest weight at mapping time times :data:`WEIGHT_HEADROOM` (weights beyond that
 saturate at the largest step count); connections may use up to 4 rows (252 steps).
@@ -32,6 +31,7 @@ import torch
 from cysim import constants as C
 
 from .. import calibration
+from .. import hardware as hw
 from ..errors import ParameterRangeError, ShapeError
 from ..execution import Executor
 from ..mapping import (
@@ -47,13 +47,11 @@ from ..mapping import (
 from .functional.neurons import LIFParameters, LIParameters
 from .modules import InputNeuron
 
-LSB_PER_PU = {"LIF": 50.0, "LI": 12.0}  # CADC LSB per potential unit
-LEAK_LSB = {"LIF": 70.0, "LI": 127.0}
 WEIGHT_HEADROOM = 2.0  # the largest step count maps to this many times the largest weight
 MAX_ROWS = 4
 _GAIN_RANGE = calibration.RANGES["syn_gain_exc"]
 
-__all__ = ["ChipRunner", "LSB_PER_PU", "LEAK_LSB"]
+__all__ = ["ChipRunner"]
 
 
 def _scalar(x, what: str, module) -> float:
@@ -124,7 +122,7 @@ class ChipRunner:
         self.gain, self.max_steps = {}, {}
         for post in {self.post_of[s] for s in self.synapses}:
             wmax = max(float(s.weight.detach().abs().max()) for s in self.synapses if self.post_of[s] is post)
-            wmax_lsb = max(wmax, 1e-6) * WEIGHT_HEADROOM * LSB_PER_PU[_kind(post)]  # LSB/us
+            wmax_lsb = float(hw.PU_MAPS[_kind(post)].slope_to_lsb(max(wmax, 1e-6) * WEIGHT_HEADROOM))
             rows = min(MAX_ROWS, max(1, math.ceil(wmax_lsb / (63 * _GAIN_RANGE[1] * 0.95))))
             gain = float(np.clip(wmax_lsb / (63 * rows), *_GAIN_RANGE))
             self.gain[post], self.max_steps[post] = gain, 63 * rows
@@ -169,16 +167,16 @@ class ChipRunner:
             kind = _kind(m)
             p = m.params
             c = self.mapping_circuits_preview(m)
-            leak = LEAK_LSB[kind]
+            pu = hw.PU_MAPS[kind]
+            leak = pu.rest_lsb
             fields["leak_lsb"][c] = leak
             fields["tau_mem_us"][c] = _scalar(p.tau_mem_us, "tau_mem_us", m)
             fields["tau_syn_exc_us"][c] = _scalar(p.tau_syn_exc_us, "tau_syn_exc_us", m)
             fields["tau_syn_inh_us"][c] = _scalar(p.tau_syn_inh_us, "tau_syn_inh_us", m)
             if kind == "LIF":
                 v_leak = _scalar(p.v_leak, "v_leak", m)
-                scale = LSB_PER_PU[kind]
-                fields["threshold_lsb"][c] = leak + (_scalar(p.v_th, "v_th", m) - v_leak) * scale
-                fields["reset_lsb"][c] = leak + (_scalar(p.v_reset, "v_reset", m) - v_leak) * scale
+                fields["threshold_lsb"][c] = pu.to_lsb(_scalar(p.v_th, "v_th", m), v_leak)
+                fields["reset_lsb"][c] = pu.to_lsb(_scalar(p.v_reset, "v_reset", m), v_leak)
                 fields["refractory_us"][c] = max(
                     _scalar(p.refractory_us, "refractory_us", m), calibration.RANGES["refractory_us"][0]
                 )
@@ -201,7 +199,10 @@ class ChipRunner:
     def weight_steps(self, synapse) -> dict:
         """Integer steps of ``synapse`` per receptor (connection order: post-major)."""
         post = self.post_of[synapse]
-        w = synapse.weight.detach().cpu().double().numpy() * LSB_PER_PU[_kind(post)] / self.gain[post]
+        w = (
+            hw.PU_MAPS[_kind(post)].slope_to_lsb(synapse.weight.detach().cpu().double().numpy())
+            / self.gain[post]
+        )
         cap = self.max_steps[post]
         return {
             EXCITATORY: np.clip(np.rint(np.maximum(w, 0.0)), 0, cap).astype(np.int64).ravel(),
@@ -259,7 +260,7 @@ class ChipRunner:
             before[0] = True
             rest[b] = lsb[b, before].mean(axis=0)
         v_leak = _scalar(module.params.v_leak, "v_leak", module)
-        pu = (lsb - rest[:, None, :]) / LSB_PER_PU[_kind(module)] + v_leak
+        pu = hw.PU_MAPS[_kind(module)].to_pu(lsb, rest[:, None, :], v_leak)
         idx = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, t.size - 1)
         nxt = np.clip(idx + 1, 0, t.size - 1)
         span = np.where(nxt > idx, t[nxt] - t[idx], 1.0)
