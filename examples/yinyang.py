@@ -6,7 +6,7 @@ plus a bias spike at 0 us (time-to-first-spike code). Hidden: 120 LIF neurons. O
 of a sample; loss: cross-entropy; gradients: surrogate gradients (BPTT). Times are
 hardware times [us], potentials normalised (leak and reset 0, threshold 1).
 
-    python examples/yinyang.py --mode mock --epochs 60 --seed 0
+    python examples/yinyang.py --mode mock --epochs 50 --seed 0 --figure docs/figures/yinyang_mock.png
 
 The last line printed is ``RESULT {json}`` with the final test accuracy.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from pynn_brainscales2 import snn
 from pynn_brainscales2.snn import transforms as T
 from pynn_brainscales2.snn.datasets import YinYang
 
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "yinyang"  # one JSON per mode and seed
 RUNTIME_US = 38.0
 T_EARLY_US, T_LATE_US, T_BIAS_US = 2.0, 26.0, 0.0
 
@@ -74,13 +76,61 @@ def evaluate(model, data, batch_size=500):
     return correct / len(data)
 
 
+def _load(path: Path) -> dict:
+    """A result: a JSON file, or a log whose last ``RESULT `` line holds it."""
+    lines = [ln for ln in Path(path).read_text().splitlines() if ln.startswith("RESULT ")]
+    return json.loads(lines[-1][len("RESULT ") :]) if lines else json.loads(Path(path).read_text())
+
+
+def plot_curves(results: list[dict], path: Path) -> None:
+    """Test, validation and training accuracy and the loss per epoch, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = sorted(results, key=lambda r: r["seed"])
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for r, colour in zip(results, plt.cm.tab10.colors, strict=False):
+        epochs = range(1, len(r["test_curve"]) + 1)
+        ax_acc.plot(
+            epochs, 100 * torch.tensor(r["test_curve"]), color=colour, label=f"test, seed {r['seed']}"
+        )
+        if "validation_curve" in r:
+            ax_acc.plot(
+                epochs, 100 * torch.tensor(r["validation_curve"]), ":", color=colour, label="validation"
+            )
+        if "train_curve" in r:
+            ax_acc.plot(
+                epochs, 100 * torch.tensor(r["train_curve"]), "--", color=colour, alpha=0.6, label="train"
+            )
+        ax_loss.plot(epochs, r["loss_curve"], color=colour, label=f"seed {r['seed']}")
+    final = torch.tensor([r["test_accuracy"] for r in results]) * 100
+    spread = f" +- {final.std().item():.2f}" if len(results) > 1 else ""
+    ax_acc.set_title(f"Yin-Yang, {results[0]['mode']} mode: final test {final.mean().item():.2f}{spread} %")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy [%]")
+    ax_acc.set_ylim(90, 100)
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend(fontsize=7, ncol=len(results))
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (cross-entropy)")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["mock", "chip"], default="mock")
     parser.add_argument("--gradient", choices=["surrogate"], default="surrogate")
     parser.add_argument("--surrogate", default="superspike", help="superspike, sigmoid or triangle")
     parser.add_argument("--alpha", type=float, default=50.0, help="surrogate sharpness [1/pu]")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument(
         "--out-mean", type=float, default=0.05, help="mean of the initial output weights [pu/us]"
     )
@@ -90,7 +140,7 @@ def main(argv=None):
     parser.add_argument(
         "--schedule",
         choices=["exp", "cosine"],
-        default="exp",
+        default="cosine",
         help="learning-rate schedule: exp (x gamma per epoch) or cosine (to lr-min over all epochs)",
     )
     parser.add_argument("--gamma", type=float, default=0.97, help="learning-rate decay per epoch (exp)")
@@ -103,7 +153,21 @@ def main(argv=None):
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        help="write the curves of all saved runs (results/yinyang/) with this run's mode and settings",
+    )
+    parser.add_argument(
+        "--figure-from",
+        type=Path,
+        nargs="+",
+        help="no training: draw --figure from these results (JSON files or logs with a RESULT line)",
+    )
     args = parser.parse_args(argv)
+    if args.figure_from:
+        plot_curves([_load(f) for f in args.figure_from], args.figure or Path("yinyang.png"))
+        return None
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -111,7 +175,9 @@ def main(argv=None):
     model = YinYangSNN(args.mode, args.dt, surrogate=args.surrogate, alpha=args.alpha, out_mean=args.out_mean)
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     if args.schedule == "cosine":
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(args.epochs, 1), eta_min=args.lr_min)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, T_max=max(args.epochs, 1), eta_min=args.lr_min
+        )
     else:
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=args.gamma)
     loss_fn = nn.CrossEntropyLoss()
@@ -165,7 +231,17 @@ def main(argv=None):
         "dt_us": args.dt,
         "settings": {
             k: getattr(args, k)
-            for k in ("batch_size", "lr", "schedule", "gamma", "lr_min", "alpha", "out_mean", "rate_reg", "weight_reg")
+            for k in (
+                "batch_size",
+                "lr",
+                "schedule",
+                "gamma",
+                "lr_min",
+                "alpha",
+                "out_mean",
+                "rate_reg",
+                "weight_reg",
+            )
         },
         "test_accuracy": history[-1]["test_accuracy"] if history else None,
         "train_accuracy": history[-1]["train_accuracy"] if history else None,
@@ -177,6 +253,13 @@ def main(argv=None):
         "loss_curve": [round(h["loss"], 4) for h in history],
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
+    if args.train_size is None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{args.mode}_seed{args.seed}.json").write_text(json.dumps(result))
+    if args.figure:
+        same = [_load(f) for f in sorted(RESULTS.glob(f"{args.mode}_seed*.json"))]
+        same = [r for r in same if (r.get("settings"), r["epochs"]) == (result["settings"], result["epochs"])]
+        plot_curves(same or [result], args.figure)
     print("RESULT " + json.dumps(result))
     return result
 

@@ -2,7 +2,8 @@
 
 The model equations stand once, in :mod:`.neurons`; :mod:`.events` places spikes on the
 time grid with the chip's routing latency; :mod:`.surrogate` holds the surrogate
-gradients chosen by name.
+gradients chosen by name; :mod:`.scan` is the fused LIF/LI time loop that
+:func:`~.neurons.integrate` uses where it applies (same values, one autograd node).
 """
 
 from .events import Delays, delays, input_arrivals, shift, spike_arrivals, step_arrival
