@@ -333,13 +333,13 @@ def calibrate_lif(
     by_cell = {s.cell: s for s in searches}
 
     def psp_weights(settings, tau_mem):
-        """Weights per circuit that give PSPs of about 50 LSB with the expected gains."""
+        """Total weight steps per circuit that give PSPs of about 50 LSB with the expected gains."""
         weights, expected = {}, []
         for kind in ("exc", "inh"):
             ts = by_cell[f"i_bias_syn_{kind}"].predict(settings[f"i_bias_syn_{kind}"], _nominal_tau_syn)
             g = by_cell[f"i_syn_gm_{kind}"].predict(settings[f"i_syn_gm_{kind}"], _nominal_syn_gain)
             peak = g * M.psp_peak(ts, tau_mem)
-            weights[kind] = np.clip(np.rint(50.0 / (128 * peak)), 1, C.WEIGHT_MAX).astype(np.int64)
+            weights[kind] = np.clip(np.rint(50.0 / peak), 8, 128 * C.WEIGHT_MAX)
             expected.append(ts[np.isfinite(ts)])
         expected = np.concatenate(expected)
         # tau_syn candidates: 2 % steps around the expected values

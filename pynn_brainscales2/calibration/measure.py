@@ -223,7 +223,7 @@ def measure_synaptic_input(
     by the CADC; ``phases`` trials shift the events against the sampling grid. For each
     circuit, ``V - V_leak = A * psp_basis(t; tau_syn, tau_mem)`` is fitted with ``tau_syn`` on
     a log grid (refined by a parabola) and ``A`` by least squares; the gain per weight step
-    is ``|A| / (rows * weight)``. ``tau_mem_us`` are the circuits' measured membrane time
+    is ``|A|`` divided by the total weight steps. ``tau_mem_us`` are the circuits' measured membrane time
     constants [us]. Excitatory and inhibitory PSPs are recorded in separate trials, each over
     ``window_us`` after its event.
 
@@ -237,19 +237,29 @@ def measure_synaptic_input(
     cfg.enable_spiking = False
     cfg.cadc_enable = True
     cfg.cadc_period_us = CADC_PERIOD_US
-    w_col = {
-        k: np.broadcast_to(
-            np.asarray(weight[k] if isinstance(weight, dict) else weight, dtype=np.int64), (N,)
+    # ``weight``: total weight steps per circuit over the rows of its receptor. Spread as
+    # evenly as 6-bit weights allow over all rows, or over fewer rows (at least 8) with
+    # weight 1 where the total is smaller than the number of rows.
+    total, n_rows = {}, {}
+    for k in ("exc", "inh"):
+        want = np.broadcast_to(
+            np.asarray(weight[k] if isinstance(weight, dict) else weight, dtype=float), (N,)
         )
-        for k in ("exc", "inh")
-    }
+        avail = synaptic_input_rows(buses[k]).size
+        per_row = np.clip(np.rint(want / avail), 1, C.WEIGHT_MAX)
+        rows_used = np.where(want < avail, np.clip(np.rint(want), 8, avail), avail)
+        total[k] = (per_row * rows_used).astype(np.int64)
+        n_rows[k] = (rows_used.astype(np.int64), per_row.astype(np.int64))
     labels = {}
     for kind, mode in (("exc", ROW_EXC), ("inh", ROW_INH)):
         rows = synaptic_input_rows(buses[kind])
+        used, per_row = n_rows[kind]
         for h in range(C.N_HEMISPHERES):
+            cols = slice(h * C.N_COLUMNS, (h + 1) * C.N_COLUMNS)
             cfg.row_modes[h, rows] = mode
             cfg.driver_row_select[h, rows[::2] // 2] = 0
-            cfg.synapse_weights[h, rows, :] = w_col[kind][h * C.N_COLUMNS : (h + 1) * C.N_COLUMNS][None, :]
+            on = np.arange(rows.size)[:, None] < used[cols][None, :]
+            cfg.synapse_weights[h, rows, :] = np.where(on, per_row[cols][None, :], 0)
             cfg.synapse_labels[h, rows, :] = _LABEL
         labels[kind] = [
             event_label(h * 4 + b, 0, _LABEL)
@@ -287,7 +297,7 @@ def measure_synaptic_input(
             tau_fit, edge, tau_m = _fit_tau_syn(tk, yk, tau_mem_us, tau_grid, tau_mem_scales)
         basis = psp_basis(tk, tau_fit[None, :], tau_m[None, :])
         amp = (basis * yk).sum(0) / (basis * basis).sum(0)
-        gain = np.abs(amp) / (synaptic_input_rows(buses[kind]).size * w_col[kind])
+        gain = np.abs(amp) / total[kind]
         wrong_sign = amp <= 0 if kind == "exc" else amp >= 0
         bad = wrong_sign | ~np.isfinite(tau_mem_us) | ~np.isfinite(tau_fit) | edge
         out[kind] = (np.where(bad, np.nan, tau_fit), np.where(bad, np.nan, gain))
