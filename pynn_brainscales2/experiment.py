@@ -13,14 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cysim import KernelError
 from cysim import constants as C
 
 from . import hardware as hw
 from . import translation as T
 from .calibration import calibrate
-from .errors import ChipFeatureError, RecordingError
+from .errors import ChipFeatureError, PlasticityKernelError, RecordingError
 from .execution import Executor, Observables
 from .mapping import NEURON, NetworkSpec, map_network
+from .plasticity.runtime import (
+    PlasticityRun,
+    PopulationBinding,
+    ProjectionBinding,
+    RuleBinding,
+    apply_sensor_capmem,
+    sensor_capmem,
+)
 from .standardmodels import cells
 
 _CALIBRATIONS: dict = {}  # in-memory cache: (chip identity, targets key) -> CalibrationResult
@@ -59,6 +68,8 @@ def _structure_key(spec: NetworkSpec) -> tuple:
             p.pre_idx.tobytes(),
             p.post_idx.tobytes(),
             hw.rows_needed(p.steps).tobytes(),
+            p.max_steps,
+            p.stp,
         )
         for p in spec.projections
     )
@@ -283,6 +294,78 @@ def _readout(state, cfg):
     return float(hw.hw_us_to_bio_ms(period_us, state.speedup)), madc
 
 
+def _plasticity(state, mapping, key_of, proj_specs, groups, t_stop):
+    """One :class:`PlasticityRun` for the rules of the network (None without rules)."""
+    rules, members = [], {}
+    for prj in state.projections:
+        rule = getattr(prj, "plasticity_rule", None)
+        if rule is None:
+            continue
+        if not any(r is rule for r in rules):
+            rules.append(rule)
+        members.setdefault(id(rule), []).append(prj)
+    for rule in state.rules:
+        if not any(r is rule for r in rules):
+            rules.append(rule)
+    if not rules:
+        return None
+    spec_of = {g.label: ps for g, ps in zip(groups, proj_specs, strict=True)}
+    bindings = []
+    for rule in rules:
+        pbs = []
+        for prj in members.get(id(rule), []):
+            n = len(prj)
+            coords = np.zeros((3, n), dtype=np.int64)
+            scale = 1.0
+            for g in (g for g in groups if g.projection is prj):
+                syn = mapping.synapses(g.label)
+                first = syn.piece_ptr[:-1]
+                coords[:, g.rows] = np.stack([syn.hemisphere[first], syn.row[first], syn.column[first]])
+                scale = spec_of[g.label].weight_scale or 1.0
+            pbs.append(ProjectionBinding(prj, tuple(coords), scale))
+        pops = []
+        for pop in rule.populations:
+            if not any(p is pop for p in state.populations):
+                raise PlasticityKernelError(
+                    f"Plasticity rule {rule.name!r}: population {pop.label!r} is not part of the current network "
+                    "(made before the last setup()?)."
+                )
+            if T.kind_of(pop.celltype) != NEURON:
+                raise PlasticityKernelError(
+                    f"Plasticity rule {rule.name!r}: population {pop.label!r} is a spike source; rules see on-chip "
+                    "neuron populations only."
+                )
+            pops.append(PopulationBinding(pop, mapping.circuits(key_of[id(pop)])))
+        bindings.append(RuleBinding(rule, pbs, pops))
+    names = [b.rule.name for b in bindings]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise PlasticityKernelError(
+            f"Two plasticity rules are named {sorted(dup)[0]!r}; give each rule its own name=."
+        )
+    return PlasticityRun(bindings, state.speedup, state.vmap, t_stop)
+
+
+def _kernel_error(state, exc, plastic, compiled, last_args):
+    """Keep what was recorded up to the failing tick, then raise PlasticityKernelError."""
+    key_of, sources, cadc_period_ms, madc = last_args
+    result = exc.result
+    t_ms = float(hw.hw_us_to_bio_ms(exc.time_us, state.speedup))
+    if result is not None:
+        obs = Observables(result, compiled.mapping, compiled.executor.speedup, compiled.executor.vmap)
+        state.last_run = RunRecord(t_ms, state.revision, obs, key_of, sources, cadc_period_ms, madc)
+        plastic.collect(result.plasticity)
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    error = PlasticityKernelError(
+        f"Plasticity rule {exc.program!r} failed at tick {exc.tick} (t = {t_ms:g} ms): "
+        f"{type(cause).__name__}: {cause}. The run stopped there; spikes, membrane samples and the rule's "
+        "records up to that tick are kept (get_data())."
+    )
+    error.rule, error.tick, error.time = exc.program, exc.tick, t_ms
+    state.t, state.running = t_ms, True  # the segment ends at the failing tick
+    raise error from cause
+
+
 def run_network(state, t_stop: float) -> None:
     """Run the network of ``state`` from 0 to ``t_stop`` [ms] and keep the observables."""
     last = state.last_run
@@ -291,11 +374,19 @@ def run_network(state, t_stop: float) -> None:
             "The network was changed (parameters, weights, connections or current sources) after run() without "
             "reset(): the chip cannot change its configuration during a run. Call sim.reset() before changing it."
         )
+    if last is None:  # a new segment starts from the weights the previous one learned
+        for prj in state.projections:
+            prj._adopt_learned()
     key_of = {id(p): f"p{i}" for i, p in enumerate(state.populations)}
     for pop in state.populations:
         T.kind_of(pop.celltype)
         _check_initial_values(state, pop)
     groups = [g for prj in state.projections for g in T.projection_connections(prj)]
+    seen: set = set()
+    for k, g in enumerate(groups):  # projections with the same (default) label stay apart
+        if g.label in seen:
+            g.label = f"{g.label}#{k}"
+        seen.add(g.label)
     for prj in state.projections:
         _check_delays(state, prj)
     scales, gains = T.weight_scales(groups, state.populations, state.vmap, state.speedup)
@@ -321,6 +412,9 @@ def run_network(state, t_stop: float) -> None:
         )
     compiled = state.compiled
     cfg = _configure(state, compiled.mapping, key_of, gains, t_stop)
+    plastic = _plasticity(state, compiled.mapping, key_of, spec.projections, groups, t_stop)
+    if plastic is not None:
+        apply_sensor_capmem(cfg, sensor_capmem(plastic.bindings, state.speedup))
     compiled.executor.set_config(cfg)
     for ps in spec.projections:
         compiled.executor.set_weights(ps.label, ps.steps)
@@ -342,6 +436,14 @@ def run_network(state, t_stop: float) -> None:
         float(hw.bio_ms_to_hw_us(t_stop, state.speedup)) + compiled.executor.config.cadc_period_us + 0.2
     )
     seed = int(np.random.SeedSequence([state.rng_seed, state.segment_counter]).generate_state(1)[0])
-    with warnings.catch_warnings():
-        obs = compiled.executor.run(stimuli, duration_us=duration_us, trials=1, trial_seeds=[seed])
+    programs = None if plastic is None else plastic.programs
+    try:
+        with warnings.catch_warnings():
+            obs = compiled.executor.run(
+                stimuli, duration_us=duration_us, trials=1, trial_seeds=[seed], plasticity=programs
+            )
+    except KernelError as exc:
+        _kernel_error(state, exc, plastic, compiled, (key_of, sources, cadc_period_ms, madc))
     state.last_run = RunRecord(t_stop, state.revision, obs, key_of, sources, cadc_period_ms, madc)
+    if plastic is not None:
+        plastic.collect(obs.result.plasticity)

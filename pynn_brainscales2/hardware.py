@@ -451,7 +451,128 @@ def split_steps(steps, n_rows=None) -> np.ndarray:
     return np.clip(s[:, None] - WEIGHT_MAX * np.arange(k)[None, :], 0, WEIGHT_MAX)
 
 
+# --- plasticity: correlation sensors and driver short-term plasticity ------------------
+# Nominal design transfers of the per-hemisphere sensor cells and the per-driver STP cells
+# (cysim.constants): exact on the ideal chip; on a realistic one every synapse (sensors,
+# 10 % log-normal) and every driver (STP: 5 % on U, 10 % on the time constants) deviates,
+# and nothing here calibrates that.
+from cysim.constants import (  # noqa: E402
+    CORR_AMP_MAX_LSB,
+    CORR_MAX,
+    CORR_TAU_MAX_US,
+    CORR_TAU_MIN_US,
+    STP_TAU_MAX_US,
+    STP_TAU_MIN_US,
+)
+
+
+def _log_capmem(tau_us, tau_max, tau_min, what: str) -> np.ndarray:
+    tau = np.asarray(tau_us, dtype=float)
+    if (
+        not np.all(np.isfinite(tau))
+        or np.any(tau < tau_min * (1 - 1e-9))
+        or np.any(tau > tau_max * (1 + 1e-9))
+    ):
+        bad = tau[~np.isfinite(tau) | (tau < tau_min * (1 - 1e-9)) | (tau > tau_max * (1 + 1e-9))].flat[0]
+        raise ParameterRangeError(
+            f"{what} = {bad:g} us (hardware time) is out of range: allowed {tau_min:g}..{tau_max:g} us "
+            f"({tau_min:g}..{tau_max:g} ms at speedup 1000). Choose a time constant inside."
+        )
+    c = CAPMEM_MAX * np.log(np.clip(tau, tau_min, tau_max) / tau_max) / np.log(tau_min / tau_max)
+    return np.clip(np.rint(c), 0, CAPMEM_MAX).astype(np.int64)
+
+
+def corr_tau_capmem(tau_us) -> np.ndarray:
+    """CapMem value of a correlation-sensor time constant [us hardware], nominal transfer
+    ``tau = 200 us * (1/200) ** (c / 1022)``.
+
+    >>> corr_tau_capmem(20.0).tolist()
+    444
+    """
+    return _log_capmem(tau_us, CORR_TAU_MAX_US, CORR_TAU_MIN_US, "correlation sensor time constant")
+
+
+def corr_tau_us(capmem) -> np.ndarray:
+    """Nominal correlation-sensor time constant [us hardware] of a CapMem value."""
+    c = np.asarray(capmem, dtype=float)
+    return CORR_TAU_MAX_US * (CORR_TAU_MIN_US / CORR_TAU_MAX_US) ** (c / CAPMEM_MAX)
+
+
+def corr_amp_capmem(eta_lsb) -> np.ndarray:
+    """CapMem value of a correlation-sensor amplitude [sensor LSB per pair at zero delay],
+    nominal transfer ``eta = 255 LSB * c / 1022``.
+
+    >>> corr_amp_capmem(32.0).tolist()
+    128
+    """
+    eta = np.asarray(eta_lsb, dtype=float)
+    if not np.all(np.isfinite(eta)) or np.any(eta <= 0) or np.any(eta > CORR_AMP_MAX_LSB):
+        raise ParameterRangeError(
+            f"correlation sensor amplitude = {eta.flat[0]:g} LSB per pair is out of range: allowed "
+            f"0..{CORR_AMP_MAX_LSB:g} LSB (the 8-bit sensor saturates at {CORR_MAX})."
+        )
+    return np.clip(np.rint(eta / CORR_AMP_MAX_LSB * CAPMEM_MAX), 1, CAPMEM_MAX).astype(np.int64)
+
+
+def corr_amp_lsb(capmem) -> np.ndarray:
+    """Nominal correlation-sensor amplitude [LSB per pair at zero delay] of a CapMem value."""
+    return CORR_AMP_MAX_LSB * np.asarray(capmem, dtype=float) / CAPMEM_MAX
+
+
+def stp_utilization_capmem(u) -> np.ndarray:
+    """CapMem value of the STP utilisation ``U`` (0..1), nominal transfer ``U = c / 1022``.
+
+    >>> stp_utilization_capmem(0.5).tolist()
+    511
+    """
+    u = np.asarray(u, dtype=float)
+    if not np.all(np.isfinite(u)) or np.any(u < 0) or np.any(u > 1):
+        raise ParameterRangeError(f"short-term plasticity U = {u.flat[0]:g} is out of range: allowed 0..1.")
+    return np.rint(u * CAPMEM_MAX).astype(np.int64)
+
+
+def stp_utilization(capmem) -> np.ndarray:
+    """Nominal STP utilisation of a CapMem value."""
+    return np.asarray(capmem, dtype=float) / CAPMEM_MAX
+
+
+def stp_tau_capmem(tau_us) -> np.ndarray:
+    """CapMem value of an STP time constant [us hardware], nominal transfer
+    ``tau = 1000 us * (1/1000) ** (c / 1022)``.
+
+    >>> stp_tau_capmem(100.0).tolist()
+    341
+    """
+    return _log_capmem(tau_us, STP_TAU_MAX_US, STP_TAU_MIN_US, "short-term plasticity time constant")
+
+
+def stp_tau_us(capmem) -> np.ndarray:
+    """Nominal STP time constant [us hardware] of a CapMem value."""
+    c = np.asarray(capmem, dtype=float)
+    return STP_TAU_MAX_US * (STP_TAU_MIN_US / STP_TAU_MAX_US) ** (c / CAPMEM_MAX)
+
+
+def potential_delta_capmem(dv_mv, vmap: VoltageMap = DEFAULT_VOLTAGE_MAP) -> np.ndarray:
+    """CapMem steps (float) of a change of a voltage cell (threshold, leak, reset) by
+    ``dv_mv`` [mV], nominal transfer (exact on the ideal chip; a realistic circuit's gain
+    deviates by a few percent).
+
+    >>> float(potential_delta_capmem(1.0))  # 1 mV = 4 LSB = 16 CapMem steps
+    15.984375
+    """
+    return vmap.delta_to_lsb(dv_mv) * CAPMEM_PER_LSB
+
+
 __all__ = [
+    "corr_amp_capmem",
+    "corr_amp_lsb",
+    "corr_tau_capmem",
+    "corr_tau_us",
+    "potential_delta_capmem",
+    "stp_tau_capmem",
+    "stp_tau_us",
+    "stp_utilization",
+    "stp_utilization_capmem",
     "BIAS_LSB_PER_US_AT_MAX",
     "CAPMEM_PER_LSB",
     "COBA_REFERENCE_LSB",

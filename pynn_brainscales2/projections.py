@@ -1,9 +1,12 @@
 """Projection of the BrainScaleS-2 backend.
 
-Connections are kept as arrays (pre index, post index, weight [nA/uS/steps], delay [ms])
-and routed onto synapse rows at ``run()``. ``get``/``set`` work on the model weights;
-the chip holds them quantised to 6-bit steps (a one-time warning gives the worst
-relative error per projection).
+Connections are kept as arrays (pre index, post index, weight [nA/uS/steps], delay [ms],
+and the synapse type's other parameters, e.g. ``U`` of a TsodyksMarkramSynapse) and
+routed onto synapse rows at ``run()``. ``get``/``set`` work on the model weights; the
+chip holds them quantised to 6-bit steps (a one-time warning gives the worst relative
+error per projection). After a run with a plasticity rule (``PlasticSynapse``,
+``STDPMechanism``), ``get("weight")`` returns the weights at the end of the run; the next
+segment after ``reset()`` starts from them (as in NEST), ``set(weight=...)`` overrides.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ from pyNN.space import Space
 
 from . import simulator
 from .errors import ChipFeatureError
-from .standardmodels.synapses import StaticSynapse, check_weight_sign
+from .standardmodels.synapses import (
+    SUPPORTED_SYNAPSE_TYPES,
+    PlasticSynapse,
+    StaticSynapse,
+    STDPMechanism,
+    TsodyksMarkramSynapse,
+    check_weight_sign,
+)
+
+_SYNAPSE_CLASSES = (StaticSynapse, STDPMechanism, TsodyksMarkramSynapse)
 
 
 class Connection(common.Connection):
@@ -41,10 +53,11 @@ class Connection(common.Connection):
         return self._projection.post[self.postsynaptic_index]
 
     def _get_weight(self):
-        return float(self._projection._weight[self._k])
+        return float(self._projection._current_weight()[self._k])
 
     def _set_weight(self, value):
         check_weight_sign(np.asarray([value]), self._projection)
+        self._projection._adopt_learned()
         self._projection._weight[self._k] = value
         simulator.state.touch()
 
@@ -80,10 +93,10 @@ class Projection(common.Projection):
         label=None,
     ):
         simulator.state.check_setup("creating a Projection")
-        if synapse_type is not None and not isinstance(synapse_type, StaticSynapse):
+        if synapse_type is not None and not isinstance(synapse_type, _SYNAPSE_CLASSES):
             raise ChipFeatureError(
                 f"Synapse type {type(synapse_type).__name__} is not available on BrainScaleS-2; supported: "
-                "StaticSynapse (from pynn_brainscales2)."
+                f"{', '.join(SUPPORTED_SYNAPSE_TYPES)} (from pynn_brainscales2)."
             )
         targets = getattr(postsynaptic_population, "populations", [postsynaptic_population])
         for target in targets:
@@ -94,6 +107,7 @@ class Projection(common.Projection):
                 )
         self._chunks = []
         self._arrays = None
+        self._learned = None  # weights at the end of the last plastic run [model units]
         common.Projection.__init__(
             self,
             presynaptic_population,
@@ -107,17 +121,47 @@ class Projection(common.Projection):
         )
         connector.connect(self)
         self._finish()
+        self.plasticity_rule = self._make_rule()
         simulator.state.register_projection(self)
+
+    def _make_rule(self):
+        """The plasticity rule of this projection (None for static and STP synapses)."""
+        from .plasticity import STDPRule
+
+        if isinstance(self.synapse_type, PlasticSynapse):
+            return self.synapse_type.plasticity_rule
+        if isinstance(self.synapse_type, STDPMechanism):
+            return STDPRule.for_projection(self)
+        return None
+
+    @property
+    def _param_names(self):
+        names = self.synapse_type.get_native_names(*self.synapse_type.get_parameter_names())
+        return [n for n in names if n not in ("weight", "delay")]
+
+    def _current_weight(self):
+        return self._weight if self._learned is None else self._learned
+
+    def _adopt_learned(self):
+        """Make the learned weights the configured ones (before a change or a new segment)."""
+        if self._learned is not None:
+            self._weight = self._learned.copy()
+            self._learned = None
 
     # --- connection storage ------------------------------------------------------------
     def _finish(self):
+        names = self._param_names
         if self._chunks:
-            pre, post, w, d = (np.concatenate(x) for x in zip(*self._chunks, strict=True))
+            cols = [np.concatenate(x) for x in zip(*self._chunks, strict=True)]
+            pre, post, w, d = cols[:4]
+            extra = cols[4:]
         else:
             pre = post = np.zeros(0, np.int64)
             w = d = np.zeros(0)
+            extra = [np.zeros(0) for _ in names]
         self._pre, self._post = pre.astype(np.int64), post.astype(np.int64)
         self._weight, self._delay = w.astype(float), d.astype(float)
+        self._extra = {n: v.astype(float) for n, v in zip(names, extra, strict=True)}
         self._chunks = []
         check_weight_sign(self._weight, self)
 
@@ -130,9 +174,19 @@ class Projection(common.Projection):
         n = pre.size
         w = np.broadcast_to(np.asarray(params.get("weight", 0.0), dtype=float), (n,))
         d = np.broadcast_to(np.asarray(params.get("delay", simulator.state.min_delay), dtype=float), (n,))
-        self._chunks.append((pre, np.full(n, int(postsynaptic_index)), w.copy(), d.copy()))
+        extra = [np.broadcast_to(np.asarray(params[k], dtype=float), (n,)).copy() for k in self._param_names]
+        self._chunks.append((pre, np.full(n, int(postsynaptic_index)), w.copy(), d.copy(), *extra))
         if hasattr(self, "_pre"):  # connections added after construction
-            self._chunks.insert(0, (self._pre, self._post, self._weight, self._delay))
+            self._chunks.insert(
+                0,
+                (
+                    self._pre,
+                    self._post,
+                    self._weight,
+                    self._delay,
+                    *(self._extra[k] for k in self._param_names),
+                ),
+            )
             self._finish()
             simulator.state.touch()
 
@@ -155,21 +209,38 @@ class Projection(common.Projection):
     # --- attributes ----------------------------------------------------------------------
     def _set_attributes(self, parameter_space):
         parameter_space.evaluate(mask=(slice(None), self.post._mask_local))
+        if "weight" in parameter_space.keys():
+            self._adopt_learned()
         new = {"weight": self._weight.copy(), "delay": self._delay.copy()}
+        new.update({k: v.copy() for k, v in self._extra.items()})
         for j, column in enumerate(parameter_space.columns()):
             sel = self._post == j
             if not sel.any():
                 continue
             for name, value in column.items():
                 if name not in new:
-                    raise ChipFeatureError(
-                        f"StaticSynapse on BrainScaleS-2 has only weight and delay, not {name!r}."
-                    )
+                    raise ChipFeatureError(self._no_attribute(name))
                 value = np.asarray(value, dtype=float)
                 new[name][sel] = value[self._pre[sel]] if value.ndim else value
         check_weight_sign(new["weight"], self)
-        self._weight, self._delay = new["weight"], new["delay"]
+        self._weight, self._delay = new.pop("weight"), new.pop("delay")
+        self._extra = new
         simulator.state.touch()
+
+    def _no_attribute(self, name):
+        return (
+            f"{type(self.synapse_type).__name__} on BrainScaleS-2 has the attributes "
+            f"{', '.join(['weight', 'delay', *self._extra])}, not {name!r}."
+        )
+
+    def _values(self, name):
+        if name == "weight":
+            return self._current_weight()
+        if name == "delay":
+            return self._delay
+        if name in self._extra:
+            return self._extra[name]
+        return None
 
     def _get_attributes_as_list(self, names):
         cols = []
@@ -178,12 +249,10 @@ class Projection(common.Projection):
                 cols.append(self._pre)
             elif name == "postsynaptic_index":
                 cols.append(self._post)
-            elif name in ("weight", "delay"):
-                cols.append(self._weight if name == "weight" else self._delay)
+            elif self._values(name) is not None:
+                cols.append(self._values(name))
             else:
-                raise ChipFeatureError(
-                    f"StaticSynapse on BrainScaleS-2 has only weight and delay, not {name!r}."
-                )
+                raise ChipFeatureError(self._no_attribute(name))
         return [
             tuple(int(v) if n.endswith("index") else float(v) for n, v in zip(names, row, strict=True))
             for row in zip(*cols, strict=True)
@@ -193,12 +262,12 @@ class Projection(common.Projection):
         op = common.Projection.MULTI_SYNAPSE_OPERATIONS[multiple_synapses]
         out = []
         for name in names:
-            name = name[:-1] if name.endswith("s") else name
-            values = {"weight": self._weight, "delay": self._delay}.get(name)
+            values = self._values(name)
+            if values is None and name.endswith("s"):
+                name = name[:-1]
+                values = self._values(name)
             if values is None:
-                raise ChipFeatureError(
-                    f"StaticSynapse on BrainScaleS-2 has only weight and delay, not {name!r}."
-                )
+                raise ChipFeatureError(self._no_attribute(name))
             arr = np.full((self.pre.size, self.post.size), np.nan)
             for i, j, v in zip(self._pre, self._post, values, strict=True):
                 arr[i, j] = v if np.isnan(arr[i, j]) else op(arr[i, j], v)

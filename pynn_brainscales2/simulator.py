@@ -56,6 +56,7 @@ class State(common.control.BaseState):
         self.populations = []
         self.projections = []
         self.current_sources = []
+        self.rules = []  # plasticity rules that act on populations (projections bring their own)
         self.id_counter = 0
         self.segment_counter = -1
         self.revision = 0
@@ -74,6 +75,11 @@ class State(common.control.BaseState):
 
     def register_projection(self, projection):
         self.projections.append(projection)
+        self.touch()
+
+    def register_rule(self, rule):
+        if not any(r is rule for r in self.rules):
+            self.rules.append(rule)
         self.touch()
 
     def register_current_source(self, source):

@@ -16,7 +16,16 @@ differ from the model: the weight to integer steps and the per-step gain to an i
 CapMem value (about 1/1022 LSB/us per CapMem step: a gain of 0.015 LSB/us is resolved to
 3 %). ``n`` is the step count in the allowed range whose effective weights (both roundings,
 nominal CapMem transfer) deviate least from the model weights, weighted by |w|; among
-counts within 0.1 % of the best, the largest.
+counts within 0.1 % of the best, the largest. A target with plastic projections
+(``PlasticSynapse``, ``STDPMechanism``) takes the plastic ``w_max`` into its largest
+weight and the finest step that fits (63 steps where the gain allows), so that the 6-bit
+weights a rule writes span ``0..w_max``; each plastic connection gets exactly one synapse
+row (``max_steps=63``), also when it starts at 0.
+
+Short-term plasticity (``TsodyksMarkramSynapse``): ``U``, ``tau_rec`` and ``tau_facil``
+[ms] become the drivers' CapMem values (``hardware.stp_*_capmem``, nominal transfers);
+connections with different settings form separate projection specs, and mapping gives
+each setting drivers of its own.
 """
 
 from __future__ import annotations
@@ -136,6 +145,8 @@ class Connections:
     weight: np.ndarray  # nA, uS, or steps (HXNeuron)
     projection: object
     rows: np.ndarray  # which connections of the projection these are
+    stp: tuple | None = None  # driver STP setting (CapMem values), see ProjectionSpec.stp
+    plastic: bool = False  # weights rewritten by a plasticity rule: one synapse row each
 
 
 def _cells_of(group):
@@ -166,22 +177,90 @@ def projection_connections(projection) -> list[Connections]:
     groups = []
     lookup = {id(p): p for p in pre_pops + post_pops}
     pairs = sorted(set(zip(pre_key.tolist(), post_key.tolist(), strict=True)))
+    stp_of, stp_keys = _stp_settings(projection)
+    plastic = getattr(projection, "plasticity_rule", None) is not None
     for a, b in pairs:
-        sel = np.flatnonzero((pre_key == a) & (post_key == b))
-        groups.append(
-            Connections(
-                label=f"{projection.label}[{len(groups)}]",
-                pre=lookup[a],
-                post=lookup[b],
-                receptor=receptor,
-                pre_idx=pre_index[pre_i[sel]],
-                post_idx=post_index[post_i[sel]],
-                weight=w[sel],
-                projection=projection,
-                rows=sel,
+        both = (pre_key == a) & (post_key == b)
+        for k, setting in enumerate(stp_keys):
+            sel = np.flatnonzero(both & (stp_of == k))
+            if sel.size == 0:
+                continue
+            groups.append(
+                Connections(
+                    label=f"{projection.label}[{len(groups)}]",
+                    pre=lookup[a],
+                    post=lookup[b],
+                    receptor=receptor,
+                    pre_idx=pre_index[pre_i[sel]],
+                    post_idx=post_index[post_i[sel]],
+                    weight=w[sel],
+                    projection=projection,
+                    rows=sel,
+                    stp=setting,
+                    plastic=plastic,
+                )
             )
-        )
     return groups
+
+
+def _stp_settings(projection) -> tuple[np.ndarray, list]:
+    """Per connection the index of its driver STP setting, and the settings (CapMem
+    tuples; ``[None]`` for a projection without short-term plasticity)."""
+    from .standardmodels.synapses import TsodyksMarkramSynapse
+
+    n = len(projection._pre)
+    if not isinstance(projection.synapse_type, TsodyksMarkramSynapse):
+        return np.zeros(n, dtype=np.int64), [None]
+    from . import simulator
+
+    speedup = simulator.state.speedup
+    e = projection._extra
+    u, rec, fac = e["U"], e["tau_rec"], e["tau_facil"]
+    for name, v in (("U", u), ("tau_rec", rec), ("tau_facil", fac)):
+        if v.size and not np.all(np.isfinite(v)):
+            raise ParameterRangeError(f"Projection {projection.label!r}: {name} must be finite.")
+    if fac.size and np.any(fac < 0):
+        raise ParameterRangeError(
+            f"Projection {projection.label!r}: tau_facil = {fac.min():g} ms; allowed >= 0 ms."
+        )
+    try:
+        u_c = hw.stp_utilization_capmem(u)
+        rec_c = hw.stp_tau_capmem(hw.bio_ms_to_hw_us(rec, speedup))
+        on = fac > 0
+        fac_c = np.zeros(n, dtype=np.int64)
+        fac_c[on] = hw.stp_tau_capmem(hw.bio_ms_to_hw_us(fac[on], speedup))
+    except ParameterRangeError as exc:
+        raise ParameterRangeError(
+            f"Projection {projection.label!r} (TsodyksMarkramSynapse): {exc} (tau_rec, tau_facil in ms: "
+            f"{hw.STP_TAU_MIN_US * speedup / 1000:g}..{hw.STP_TAU_MAX_US * speedup / 1000:g} ms at speedup {speedup:g}; "
+            "tau_facil = 0 switches facilitation off.)"
+        ) from None
+    table = np.stack([u_c, rec_c, fac_c, on.astype(np.int64)], axis=1) if n else np.zeros((0, 4), np.int64)
+    uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+    keys = [(int(r[0]), int(r[1]), int(r[2]), bool(r[3])) for r in uniq]
+    return inverse.reshape(-1).astype(np.int64), keys or [None]
+
+
+def plastic_w_max(projection) -> float:
+    """[nA/uS] weight of the largest step count a plasticity rule may write."""
+    from .standardmodels.synapses import PlasticSynapse, STDPMechanism
+
+    syn = projection.synapse_type
+    w = np.abs(projection._weight)
+    candidates = [float(w.max()) if w.size else 0.0]
+    if isinstance(syn, STDPMechanism) and projection._extra["w_max"].size:
+        candidates.append(float(np.abs(projection._extra["w_max"]).max()))
+    elif isinstance(syn, PlasticSynapse):
+        if syn.w_max is not None:
+            candidates = [syn.w_max, candidates[0]]
+        elif getattr(syn.plasticity_rule, "params", {}).get("w_max") is not None:
+            candidates.append(abs(float(syn.plasticity_rule.params["w_max"])))
+    if max(candidates) <= 0:
+        raise ParameterRangeError(
+            f"Projection {projection.label!r}: every plastic weight is 0 and no w_max is given, so the 6-bit weights "
+            "of the plasticity rule have no scale. Pass PlasticSynapse(w_max=...) [nA or uS]."
+        )
+    return max(candidates)
 
 
 def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
@@ -194,6 +273,8 @@ def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
     for (_, receptor), gs in by_target.items():
         post = gs[0].post
         wmax = max(float(np.abs(g.weight).max()) if g.weight.size else 0.0 for g in gs)
+        plastic = [plastic_w_max(g.projection) for g in gs if g.plastic]
+        wmax = max([wmax, *plastic])
         if isinstance(post.celltype, cells.HXNeuron):
             scales[(id(post), receptor)] = 1.0  # weights are steps
             continue
@@ -210,7 +291,7 @@ def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
         n_min = np.ceil(slope.max() / hi)
         if n_min <= hw.WEIGHT_MAX:
             n = float(min(hw.WEIGHT_MAX, n_max))
-            if n >= max(1.0, n_min):
+            if n >= max(1.0, n_min) and not plastic:
                 weights = np.concatenate([np.abs(g.weight) for g in gs])
                 n = _steps_of_largest_weight(weights, wmax, per_unit, int(max(1.0, n_min)), int(n))
         else:
@@ -262,6 +343,12 @@ def projection_spec(g: Connections, key_of, scale: float) -> tuple[ProjectionSpe
     else:
         q = hw.quantise_weights(np.abs(g.weight), scale=scale)
         q_steps, err = q.steps, q.max_relative_error
+    if g.plastic and q_steps.size and q_steps.max() > hw.WEIGHT_MAX:
+        raise ParameterRangeError(
+            f"Projection {g.projection.label!r}: a plastic weight needs {int(q_steps.max())} steps; a plasticity rule "
+            f"works on one 6-bit synapse per connection (at most {hw.WEIGHT_MAX} steps). Lower the weights, or raise "
+            "w_max."
+        )
     if q_steps.size and q_steps.max() > MAX_STEPS:
         raise ParameterRangeError(
             f"Projection {g.projection.label!r}: a weight needs {int(q_steps.max())} steps; at most {MAX_STEPS} "
@@ -275,7 +362,9 @@ def projection_spec(g: Connections, key_of, scale: float) -> tuple[ProjectionSpe
         g.post_idx,
         q_steps,
         g.receptor,
+        max_steps=hw.WEIGHT_MAX if g.plastic else None,
         weight_scale=scale,
+        stp=g.stp,
     )
     return spec, err
 

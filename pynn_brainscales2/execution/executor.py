@@ -129,7 +129,9 @@ class Executor:
             f"{type(stimuli).__name__}."
         )
 
-    def run(self, stimuli=None, duration_us: float = 100.0, trials: int = 1, trial_seeds=None) -> Observables:
+    def run(
+        self, stimuli=None, duration_us: float = 100.0, trials: int = 1, trial_seeds=None, plasticity=None
+    ) -> Observables:
         """Run ``trials`` trials of the network.
 
         Parameters
@@ -142,6 +144,9 @@ class Executor:
             Independent trials in one batched chip call.
         trial_seeds : array_like of int, optional
             One seed per trial (noise and on-chip Poisson generators); default: the chip's.
+        plasticity : cysim.PPUProgram or sequence, optional
+            Programs of the plasticity processors (``result.plasticity`` holds their log).
+            A kernel that raises stops the run with :class:`cysim.KernelError`.
 
         Returns
         -------
@@ -149,7 +154,12 @@ class Executor:
         """
         stim = self.stimulus(stimuli, trials)
         result = self.chip.run(
-            self.config, stim, duration_us=duration_us, trials=trials, trial_seeds=trial_seeds
+            self.config,
+            stim,
+            duration_us=duration_us,
+            trials=trials,
+            trial_seeds=trial_seeds,
+            plasticity=plasticity,
         )
         self.runs += 1
         return Observables(result, self.mapping, self.speedup, self.vmap)

@@ -2,7 +2,9 @@
 
 The mapping owns these fields of a :class:`cysim.ChipConfig`: ``synapse_weights``,
 ``synapse_labels``, ``row_modes``, ``driver_enable``, ``driver_row_select``,
-``enable_output``, ``output_buses``, ``output_address``, ``bg_buses`` and ``bg_address``.
+``enable_output``, ``output_buses``, ``output_address``, ``bg_buses``, ``bg_address`` and
+the drivers' short-term plasticity (``stp_enable``, ``stp_facilitation``,
+``stp_utilization``, ``stp_tau_rec``, ``stp_tau_fac``).
 Everything else (CapMem values, ``enable_spiking`` and the other neuron switches,
 background generator modes and rates, readout) is left to calibration and the front
 ends.
@@ -84,7 +86,28 @@ class MappingResult:
         config.output_address = address
         config.bg_buses = bg_buses
         config.bg_address = bg_address
+        self._write_stp(config)
         return config
+
+    def _write_stp(self, config: ChipConfig) -> None:
+        """Short-term plasticity of the drivers: one setting per driver (see routing)."""
+        r = self.routing
+        shape = (hw.N_HEMISPHERES, hw.N_DRIVERS)
+        values = {
+            name: np.zeros(shape, dtype=np.int64)
+            for name in ("stp_utilization", "stp_tau_rec", "stp_tau_fac")
+        }
+        fac = np.zeros(shape, dtype=bool)
+        for k, (u, rec, tau_fac, facilitation) in enumerate(r.stp_settings, start=1):
+            on = r.driver_stp == k
+            values["stp_utilization"][on] = u
+            values["stp_tau_rec"][on] = rec
+            values["stp_tau_fac"][on] = tau_fac
+            fac[on] = facilitation
+        config.stp_enable = r.driver_stp > 0
+        config.stp_facilitation = fac
+        for name, v in values.items():
+            setattr(config, name, v)
 
     # --- neurons <-> circuits --------------------------------------------------------
     def circuits(self, population: str) -> np.ndarray:

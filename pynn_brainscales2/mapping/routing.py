@@ -14,6 +14,12 @@ number of its excitatory (inhibitory) synapses onto one column -- a multapse, or
 above 63 steps that is split, takes one row per piece. Groups are bundles of consecutive
 active sources (population order), halved where a group would need more than the 32
 drivers of one bus, and packed onto the four buses largest first.
+
+Short-term plasticity (``ProjectionSpec.stp``) lives in the synapse drivers, one state
+and one setting per driver: a source of a projection with STP gets a group (and so
+drivers) of its own, and within a group the rows of each STP setting (and of static
+connections) get drivers of their own. Two projections that need different settings
+therefore never share a driver; a source with several settings needs more drivers.
 """
 
 from __future__ import annotations
@@ -113,6 +119,11 @@ class Routing:
         Row-select address of every synapse driver (0 where unused).
     driver_group : ndarray, shape (2, 128)
         Source group served by each driver, -1 where unused.
+    driver_stp : ndarray, shape (2, 128)
+        Short-term plasticity setting of each driver: 0 none, ``k`` the setting
+        ``stp_settings[k - 1]``.
+    stp_settings : tuple
+        The distinct ``ProjectionSpec.stp`` settings of the network.
     group_padi_bus, group_row_select : ndarray, shape (n_groups,)
         PADI bus (0..3) and row-select address of each source group.
     synapse_weights, synapse_labels : ndarray, shape (2, 256, 256)
@@ -128,6 +139,8 @@ class Routing:
     group_row_select: np.ndarray
     synapse_weights: np.ndarray
     synapse_labels: np.ndarray
+    driver_stp: np.ndarray = None
+    stp_settings: tuple = ()
 
     def rows_used(self) -> np.ndarray:
         """Synapse rows switched on, per hemisphere (shape (2,))."""
@@ -141,8 +154,10 @@ class Routing:
 def _pieces(spec: NetworkSpec, placement: Placement) -> dict:
     """All connections of all projections, flattened, and their pieces (one per row)."""
     offsets = np.cumsum([0] + [p.size for p in spec.populations])
-    src, circ, inh, steps, npieces, proj = [], [], [], [], [], []
+    src, circ, inh, steps, npieces, proj, stp = [], [], [], [], [], [], []
+    settings = sorted({p.stp for p in spec.projections if p.stp is not None})
     for k, p in enumerate(spec.projections):
+        stp.append(np.full(p.n_connections, 0 if p.stp is None else settings.index(p.stp) + 1))
         src.append(offsets[spec.population_index(p.pre)] + p.pre_idx)
         circ.append(placement.circuits[p.post][p.post_idx])
         inh.append(np.full(p.n_connections, p.receptor == INHIBITORY))
@@ -150,9 +165,10 @@ def _pieces(spec: NetworkSpec, placement: Placement) -> dict:
         reserve = p.steps if p.max_steps is None else np.maximum(p.steps, int(p.max_steps))
         npieces.append(hw.rows_needed(reserve))
         proj.append(np.full(p.n_connections, k))
-    cat = {"src": src, "circ": circ, "inh": inh, "steps": steps, "npieces": npieces, "proj": proj}
+    cat = {"src": src, "circ": circ, "inh": inh, "steps": steps, "npieces": npieces, "proj": proj, "stp": stp}
     c = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in cat.items()}
     c["offsets"] = offsets
+    c["stp_settings"] = tuple(settings)
     c["conn_ptr"] = np.cumsum([0] + [p.n_connections for p in spec.projections])
     n_conn = c["src"].size
     piece_ptr = np.zeros(n_conn + 1, dtype=np.int64)
@@ -167,6 +183,7 @@ def _pieces(spec: NetworkSpec, placement: Placement) -> dict:
         p_h=c["circ"][conn] // _COLS,
         p_col=c["circ"][conn] % _COLS,
         p_inh=c["inh"][conn].astype(np.int64),
+        p_stp=c["stp"][conn].astype(np.int64),
     )
     return c
 
@@ -188,19 +205,29 @@ def _fan_in_message(spec, c, column_key: int, rows: int, limit: str) -> str:
 
 
 def _group_needs(bounds, rank, c, n_groups):
-    """Rows needed per (group, hemisphere, receptor) and drivers per (group, hemisphere)."""
+    """Rows needed per (group, hemisphere, STP class, receptor) and drivers per (group,
+    hemisphere): each STP class (0: static) fills drivers of its own."""
+    n_cls = len(c["stp_settings"]) + 1
     group = np.searchsorted(bounds, rank, side="right") - 1
     pg = group[c["p_rank"]]
-    key = ((pg * 2 + c["p_h"]) * _COLS + c["p_col"]) * 2 + c["p_inh"]
-    counts = np.bincount(key, minlength=n_groups * 2 * _COLS * 2).reshape(n_groups, 2, _COLS, 2)
-    rows = counts.max(axis=2)
-    return group, key, rows, -(-rows.sum(axis=2) // hw.ROWS_PER_DRIVER)
+    key = (((pg * 2 + c["p_h"]) * n_cls + c["p_stp"]) * _COLS + c["p_col"]) * 2 + c["p_inh"]
+    counts = np.bincount(key, minlength=n_groups * 2 * n_cls * _COLS * 2).reshape(
+        n_groups, 2, n_cls, _COLS, 2
+    )
+    rows = counts.max(axis=3)
+    drivers = (-(-rows.sum(axis=3) // hw.ROWS_PER_DRIVER)).sum(axis=2)
+    return group, key, rows, drivers
 
 
 def _make_groups(spec, c, n_active):
-    """Bundle active sources into groups of at most 64 that each fit one PADI bus."""
+    """Bundle active sources into groups of at most 64 that each fit one PADI bus; a source
+    of a projection with short-term plasticity forms a group of its own."""
     rank = np.arange(n_active)
     bounds = np.arange(0, n_active, hw.N_LABELS)
+    stp_ranks = np.unique(c["p_rank"][c["p_stp"] > 0])
+    if stp_ranks.size:
+        cuts = np.concatenate([stp_ranks, stp_ranks + 1])
+        bounds = np.union1d(bounds, cuts[cuts < n_active])
     while True:
         group, key, rows, drivers = _group_needs(bounds, rank, c, bounds.size)
         too_big = np.flatnonzero(drivers.max(axis=1) > hw.DRIVERS_PER_PADI_BUS)
@@ -211,13 +238,14 @@ def _make_groups(spec, c, n_active):
         if np.any(sizes == 1):
             g = int(too_big[sizes == 1][0])
             h = int(np.argmax(drivers[g]))
+            rows_g = rows[g, h].sum()
             col = int(np.argmax(np.bincount(c["p_col"][(group[c["p_rank"]] == g) & (c["p_h"] == h)])))
             raise RoutingError(
                 _fan_in_message(
                     spec,
                     c,
                     h * _COLS + col,
-                    int(rows[g, h].sum()),
+                    int(rows_g),
                     f"one source reaches at most {hw.ROWS_PER_PADI_BUS} rows (the "
                     f"{hw.DRIVERS_PER_PADI_BUS} drivers of one PADI bus)",
                 )
@@ -232,13 +260,20 @@ def _hemisphere_message(spec, c, h: int, drivers) -> str:
     parts = ", ".join(
         f"{spec.projections[k].label!r} up to {int(per[k])}" for k in np.argsort(-per)[:4] if per[k]
     )
+    stp_note = (
+        " Sources of projections with short-term plasticity (TsodyksMarkramSynapse) need synapse drivers "
+        "of their own (one STP state per driver, one driver per source and setting); use fewer such "
+        "sources per hemisphere (at most 128)."
+        if c["stp_settings"]
+        else ""
+    )
     return (
         f"Projections into hemisphere {h} need {2 * int(drivers[:, h].sum())} synapse rows "
         f"({int(drivers[:, h].sum())} drivers in {drivers.shape[0]} source groups, 32 per PADI bus), "
         f"but the hemisphere has {hw.N_ROWS} rows ({hw.N_DRIVERS} drivers). Rows per target neuron: "
         f"{parts}. Sources are bundled 64 per row address, so sparse random connectivity needs more "
         "rows than its fan-in. Fix: reduce the connectivity, place (pin) the target population over "
-        "both hemispheres, or keep weights at most 63 steps."
+        "both hemispheres, or keep weights at most 63 steps." + stp_note
     )
 
 
@@ -321,7 +356,9 @@ def route_projections(spec: NetworkSpec, placement: Placement) -> Routing:
     row_modes = np.full((hw.N_HEMISPHERES, hw.N_ROWS), hw.ROW_OFF, dtype=np.uint8)
     driver_select = np.zeros((hw.N_HEMISPHERES, hw.N_DRIVERS), dtype=np.uint8)
     driver_group = np.full((hw.N_HEMISPHERES, hw.N_DRIVERS), -1, dtype=np.int64)
-    row_start = np.zeros((n_groups, hw.N_HEMISPHERES, 2), dtype=np.int64)
+    n_cls = len(c["stp_settings"]) + 1
+    driver_stp = np.zeros((hw.N_HEMISPHERES, hw.N_DRIVERS), dtype=np.int64)
+    row_start = np.zeros((n_groups, hw.N_HEMISPHERES, n_cls, 2), dtype=np.int64)
     flat_rows = []
     used = np.zeros((hw.N_HEMISPHERES, hw.N_PADI_BUSES), dtype=np.int64)
     n_flat = 0
@@ -334,13 +371,21 @@ def route_projections(spec: NetworkSpec, placement: Placement) -> Routing:
             used[h, bus[g]] += n_drv
             driver_select[h, d] = select[g]
             driver_group[h, d] = g
-            r = np.stack([2 * d, 2 * d + 1], axis=1).reshape(-1)
-            n_exc, n_inh = int(rows[g, h, 0]), int(rows[g, h, 1])
-            row_modes[h, r[:n_exc]] = hw.ROW_EXC
-            row_modes[h, r[n_exc : n_exc + n_inh]] = hw.ROW_INH
-            row_start[g, h] = (n_flat, n_flat + n_exc)
-            flat_rows.append(r[: n_exc + n_inh])
-            n_flat += n_exc + n_inh
+            first = 0
+            for k in range(n_cls):
+                n_exc, n_inh = int(rows[g, h, k, 0]), int(rows[g, h, k, 1])
+                n_k = -(-(n_exc + n_inh) // hw.ROWS_PER_DRIVER)
+                if n_k == 0:
+                    continue
+                dk = d[first : first + n_k]
+                first += n_k
+                driver_stp[h, dk] = k
+                r = np.stack([2 * dk, 2 * dk + 1], axis=1).reshape(-1)
+                row_modes[h, r[:n_exc]] = hw.ROW_EXC
+                row_modes[h, r[n_exc : n_exc + n_inh]] = hw.ROW_INH
+                row_start[g, h, k] = (n_flat, n_flat + n_exc)
+                flat_rows.append(r[: n_exc + n_inh])
+                n_flat += n_exc + n_inh
     flat_rows = np.concatenate(flat_rows) if flat_rows else np.zeros(0, dtype=np.int64)
 
     # rank of each piece among the pieces of its (group, hemisphere, column, receptor)
@@ -351,7 +396,7 @@ def route_projections(spec: NetworkSpec, placement: Placement) -> Routing:
     rank = np.empty(key.size, dtype=np.int64)
     rank[order] = np.arange(sk.size) - first[np.cumsum(start) - 1]
     pg = group[c["p_rank"]]
-    p_row = flat_rows[row_start[pg, c["p_h"], c["p_inh"]] + rank]
+    p_row = flat_rows[row_start[pg, c["p_h"], c["p_stp"], c["p_inh"]] + rank]
     label = c["p_rank"] - bounds[pg]
 
     weights = np.zeros((hw.N_HEMISPHERES, hw.N_ROWS, _COLS), dtype=np.uint8)
@@ -399,4 +444,6 @@ def route_projections(spec: NetworkSpec, placement: Placement) -> Routing:
         group_row_select=_readonly(select),
         synapse_weights=_readonly(weights),
         synapse_labels=_readonly(labels),
+        driver_stp=_readonly(driver_stp),
+        stp_settings=c["stp_settings"],
     )

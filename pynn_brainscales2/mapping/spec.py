@@ -125,6 +125,12 @@ class ProjectionSpec:
         Steps per model unit [steps/nA or steps/uS] the weights were quantised with
         (:func:`pynn_brainscales2.hardware.quantise_weights`); carried along for the front
         ends, not used by mapping.
+    stp : tuple of (int, int, int, bool), optional
+        Short-term plasticity of the synapse drivers that carry this projection:
+        ``(utilization, tau_rec, tau_fac, facilitation)`` as CapMem values (0..1022) and
+        switch (see :mod:`pynn_brainscales2.hardware`, ``stp_*_capmem``). The chip has one
+        STP state per driver, so routing gives every source of such a projection drivers
+        of its own, and rows of different settings different drivers. Default: none.
 
     Examples
     --------
@@ -142,10 +148,22 @@ class ProjectionSpec:
     receptor: str = EXCITATORY
     max_steps: int | None = None
     weight_scale: float | None = None
+    stp: tuple | None = None
 
     def __post_init__(self):
         if not isinstance(self.label, str) or not self.label:
             raise RoutingError(f"Projection label {self.label!r}: give a non-empty string.")
+        if self.stp is not None:
+            stp = tuple(self.stp)
+            ok = len(stp) == 4 and all(
+                isinstance(v, (int, np.integer)) and 0 <= int(v) <= 1022 for v in stp[:3]
+            )
+            if not ok:
+                raise RoutingError(
+                    f"Projection {self.label!r}: stp = {self.stp!r}; give (utilization, tau_rec, tau_fac, "
+                    "facilitation) with three CapMem values 0..1022 and a bool."
+                )
+            object.__setattr__(self, "stp", (int(stp[0]), int(stp[1]), int(stp[2]), bool(stp[3])))
         for name in ("pre_idx", "post_idx", "steps"):
             object.__setattr__(self, name, _int_array(getattr(self, name), name, self.label))
         n = self.pre_idx.size

@@ -110,7 +110,7 @@ def test_unsupported_models_list_the_supported_ones():
     with pytest.raises(errors.ChipFeatureError, match="IF_curr_exp"):
         sim.IF_curr_alpha()
     with pytest.raises(errors.ChipFeatureError, match="StaticSynapse"):
-        sim.TsodyksMarkramSynapse()
+        sim.SimpleStochasticSynapse()
     with pytest.raises(errors.ChipFeatureError, match="DCSource"):
         sim.ACSource()
     _valid_network_runs()
