@@ -209,6 +209,18 @@ class ChipRunner:
             INHIBITORY: np.clip(np.rint(np.maximum(-w, 0.0)), 0, cap).astype(np.int64).ravel(),
         }
 
+    def realised_weight(self, synapse) -> torch.Tensor:
+        """The weights [pu/us] the chip realises, for the model's pass: clipped to the largest
+        step count (no gradient beyond it, so weights do not grow where the chip cannot
+        follow) and rounded to steps with a straight-through gradient."""
+        post = self.post_of[synapse]
+        per_step = float(self.gain[post] / hw.PU_MAPS[_kind(post)].slope_to_lsb(1.0))  # pu/us per step
+        w = synapse.weight
+        limit = self.max_steps[post] * per_step
+        clipped = w.clamp(-limit, limit)
+        rounded = torch.round(clipped / per_step) * per_step
+        return clipped + (rounded - clipped).detach()
+
     def run(self, handles: dict, n_steps: int) -> dict:
         """Run the pass on the chip; returns module -> (spikes, fraction, v) tensors."""
         for s in self.synapses:

@@ -140,7 +140,7 @@ def _run_on_chip(experiment: Experiment, n_steps: int) -> None:
     if runner is None or runner.signature != signature:
         runner = experiment._runner = ChipRunner(experiment, handles, experiment._synapses)
     observed = runner.run(handles, n_steps)
-    _run_mock(experiment, n_steps, inject=observed)
+    _run_mock(experiment, n_steps, inject=observed, weight_of=runner.realised_weight)
 
 
 def _inject(model: torch.Tensor | None, chip: torch.Tensor) -> torch.Tensor:
@@ -214,8 +214,8 @@ def _fit(x: torch.Tensor, n_steps: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros((n_steps - x.shape[0], *x.shape[1:]))])
 
 
-def _weights(syn: SynapseHandle, separate: bool):
-    w = syn.module.weight
+def _weights(syn: SynapseHandle, separate: bool, weight_of=None):
+    w = syn.module.weight if weight_of is None else weight_of(syn.module)
     if separate:
         return w.clamp(min=0.0), (-w).clamp(min=0.0)
     return w, None
@@ -244,7 +244,9 @@ def _check_batch(handles) -> tuple[int, torch.Tensor]:
     return ref.shape[1], ref
 
 
-def _run_mock(experiment: Experiment, n_steps: int, inject: dict | None = None) -> None:
+def _run_mock(experiment: Experiment, n_steps: int, inject: dict | None = None, weight_of=None) -> None:
+    """Mock mode; with ``inject`` (chip mode) populations pass on the chip's observables and
+    ``weight_of(synapse)`` gives the weights the chip realises (clipped and rounded)."""
     dt = experiment.dt
     handles, components, _ = _graph(experiment)
     batch, ref = _check_batch(handles)
@@ -268,7 +270,7 @@ def _run_mock(experiment: Experiment, n_steps: int, inject: dict | None = None) 
         for syn in h.inputs:
             if syn.pre.module in members:
                 continue
-            w_exc, w_inh = _weights(syn, separate)
+            w_exc, w_inh = _weights(syn, separate, weight_of)
             a = arrivals_of(syn.pre.module)
             e = F.linear(a, w_exc)
             syn.current = e if w_inh is None else e - F.linear(a, w_inh)
@@ -303,7 +305,13 @@ def _run_mock(experiment: Experiment, n_steps: int, inject: dict | None = None) 
                 _fill(handles[module], out.spikes, out.v, out.current, out.fraction)
         else:
             _run_recurrent(
-                comp, handles, {m: external_input(m, members) for m in comp}, dt, n_steps, need_fraction
+                comp,
+                handles,
+                {m: external_input(m, members) for m in comp},
+                dt,
+                n_steps,
+                need_fraction,
+                weight_of,
             )
             for m in comp if inject is not None else ():
                 if m in inject:
@@ -322,12 +330,12 @@ def _fill(handle: NeuronHandle, spikes, v, current, fraction):
     handle.spikes, handle.v, handle.current, handle.fraction = spikes, v, current, fraction
 
 
-def _run_recurrent(comp, handles, external, dt, n_steps, need_fraction):
+def _run_recurrent(comp, handles, external, dt, n_steps, need_fraction, weight_of=None):
     """Populations of one cycle, advanced together step by step."""
     members = set(comp)
     state, prop, step_fn = {}, {}, {}
     internal = {m: [s for s in handles[m].inputs if s.pre.module in members] for m in comp}
-    weights = {m: [_weights(s, m.separate_inhibition) for s in internal[m]] for m in comp}
+    weights = {m: [_weights(s, m.separate_inhibition, weight_of) for s in internal[m]] for m in comp}
     hist = {m: ([], []) for m in comp}  # spikes, fractions per step
     rec = {m: ([], [], []) for m in comp}
     for m in comp:

@@ -4,7 +4,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from pynn_brainscales2 import snn
