@@ -655,8 +655,8 @@ class PotentialUnitMap:
 
     ``snn`` models speak "pu" (leak 0, threshold 1 in training) and pu/us for currents and
     weights. LIF populations rest low in the CADC range with 50 LSB per pu; LI read-out
-    populations (no threshold) rest in the middle with 12 LSB per pu, so that their traces
-    can swing by about +-10 pu.
+    populations (no threshold) rest in the middle with 6 LSB per pu, so that their traces
+    can swing by about +-21 pu.
 
     >>> m = PU_MAPS["LIF"]
     >>> float(m.to_lsb(1.0)), float(m.to_pu(120.0))
@@ -681,4 +681,4 @@ class PotentialUnitMap:
         return np.asarray(pu_per_us, dtype=float) * self.lsb_per_pu
 
 
-PU_MAPS = {"LIF": PotentialUnitMap(50.0, 70.0), "LI": PotentialUnitMap(12.0, 127.0)}
+PU_MAPS = {"LIF": PotentialUnitMap(50.0, 70.0), "LI": PotentialUnitMap(6.0, 127.0)}

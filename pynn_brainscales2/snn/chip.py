@@ -258,12 +258,16 @@ class ChipRunner:
                     ok = step < n_steps
                     spikes[step[ok], b, neuron[ok]] = 1.0
                     frac[step[ok], b, neuron[ok]] = pos[ok] - step[ok]
-            v = self._trace(obs, label, m, grid, first_input)
-            out[m] = tuple(torch.as_tensor(x, dtype=ref.dtype, device=ref.device) for x in (spikes, frac, v))
+            v, lo, hi = self._trace(obs, label, m, grid, first_input)
+            tensors = tuple(
+                torch.as_tensor(x, dtype=ref.dtype, device=ref.device) for x in (spikes, frac, v, lo, hi)
+            )
+            out[m] = (tensors[0], tensors[1], tensors[2], (tensors[3], tensors[4]))
         return out
 
     def _trace(self, obs, label, module, grid, first_input) -> np.ndarray:
-        """CADC samples of ``label`` on the grid [pu], relative to the measured resting level."""
+        """CADC samples of ``label`` on the grid [pu], relative to the measured resting level,
+        and the readable range [pu] per trial and neuron (CADC 0..255 LSB)."""
         lsb = obs.cadc_lsb(label).astype(np.float64)  # (trials, samples, n)
         t = obs.result.cadc_times_us
         rest = np.empty(lsb.shape[::2])
@@ -278,4 +282,6 @@ class ChipRunner:
         span = np.where(nxt > idx, t[nxt] - t[idx], 1.0)
         w = np.clip((grid - t[idx]) / span, 0.0, 1.0)[None, :, None]
         v = pu[:, idx, :] * (1 - w) + pu[:, nxt, :] * w  # (trials, steps, n)
-        return v.transpose(1, 0, 2)
+        pmap = hw.PU_MAPS[_kind(module)]
+        lo, hi = (pmap.to_pu(x, rest, v_leak)[None] for x in (0.0, 255.0))
+        return v.transpose(1, 0, 2), lo, hi

@@ -143,10 +143,14 @@ def _run_on_chip(experiment: Experiment, n_steps: int) -> None:
     _run_mock(experiment, n_steps, inject=observed, weight_of=runner.realised_weight)
 
 
-def _inject(model: torch.Tensor | None, chip: torch.Tensor) -> torch.Tensor:
-    """Forward value of the chip, gradient of the model."""
+def _inject(model: torch.Tensor | None, chip: torch.Tensor, limits=None) -> torch.Tensor:
+    """Forward value of the chip, gradient of the model; with ``limits`` (the readable range of
+    a trace) the model is clipped to it first, so no gradient asks for what the read-out
+    cannot show."""
     if model is None:
         return chip
+    if limits is not None:
+        model = torch.maximum(torch.minimum(model, limits[1]), limits[0])
     return model + (chip - model).detach()
 
 
@@ -296,10 +300,14 @@ def _run_mock(experiment: Experiment, n_steps: int, inject: dict | None = None, 
             exc, inh = external_input(module, members)
             out = integrate(module.params, dt, exc, inh, fraction=need_fraction)
             if inject is not None and module in inject:
-                z, f, v = inject[module]
+                z, f, v, limits = inject[module]
                 spikes = None if out.spikes is None else _inject(out.spikes, z)
                 _fill(
-                    handles[module], spikes, _inject(out.v, v), out.current, f if spikes is not None else None
+                    handles[module],
+                    spikes,
+                    _inject(out.v, v, limits),
+                    out.current,
+                    f if spikes is not None else None,
                 )
             else:
                 _fill(handles[module], out.spikes, out.v, out.current, out.fraction)
@@ -316,10 +324,10 @@ def _run_mock(experiment: Experiment, n_steps: int, inject: dict | None = None, 
             for m in comp if inject is not None else ():
                 if m in inject:
                     h = handles[m]
-                    z, f, v = inject[m]
+                    z, f, v, limits = inject[m]
                     if h.spikes is not None:
                         h.spikes, h.fraction = _inject(h.spikes, z), f
-                    h.v = _inject(h.v, v)
+                    h.v = _inject(h.v, v, limits)
     for syn in experiment._synapses:  # projections no population consumed, and recurrent ones
         if syn.current is None:
             w = syn.module.weight

@@ -64,8 +64,8 @@ def test_forward_is_the_chip_and_gradient_is_the_model(pair):
     runner_before = exp._runner
     snn.run(exp, 38.0)
     observed = exp._runner.run({inp: type("H", (), {"spikes": x})()}, 380)
-    z_chip, _, v_chip = observed[lif]
-    _, _, out_chip = observed[li]
+    z_chip, _, v_chip, _ = observed[lif]
+    _, _, out_chip, _ = observed[li]
     # the forward values are the chip's (a second identical chip run: the ideal chip is
     # deterministic)
     assert torch.equal(h.spikes.detach(), z_chip)
