@@ -75,11 +75,7 @@ def _measure_tau(chip, cfg, targets, on, tau_b, trials):
     )
     scfg.v_reset = np.where(on, np.clip(np.rint(v_reset), 0, C.CAPMEM_MAX), scfg.v_reset).astype(np.int64)
     saw_leak = M.measure_potential(chip, scfg, trials=2)
-    c = scfg.copy()
-    c.enable_spiking = True
-    c.v_threshold = 0
-    c.refractory_time = C.CAPMEM_MAX
-    saw_reset = M.measure_potential(chip, c, trials=2)
+    saw_reset = M.measure_potential(chip, M.reset_clamp(scfg), trials=2)
     isi = np.where(
         on, tau_b * np.log(np.maximum(saw_leak - saw_reset, 2.0) / 35.0) + targets.refractory_us, 0.0
     )

@@ -27,6 +27,7 @@ import numpy as np
 from cysim import ChipConfig, VirtualChip
 from cysim import constants as C
 
+from .. import hardware as hw
 from ..errors import CalibrationError
 from . import measure as M
 from .search import Search
@@ -47,9 +48,9 @@ LIF_CELLS = (
     "i_syn_gm_exc",
     "i_syn_gm_inh",
 )
-# nominal design transfer of the voltage cells (1.2 V rail over 1023 steps, CADC 256 LSB
-# over 1.2 V): about 4 CapMem steps per CADC LSB; only used to place the first probes
-_CAPMEM_PER_LSB = 1023.0 / 256.0
+# nominal design transfer of the voltage cells (hardware.CAPMEM_PER_LSB, about 4 CapMem
+# steps per CADC LSB); only used to place the first probes
+_CAPMEM_PER_LSB = hw.CAPMEM_PER_LSB
 _ITERATIONS = 3
 
 
@@ -65,7 +66,7 @@ def _tau_probes(target_us, tau_at_0, tau_at_max):
 
 
 def _nominal_syn_gain(capmem):
-    return np.asarray(capmem) / C.CAPMEM_MAX  # LSB/us per weight step
+    return np.asarray(capmem) / C.CAPMEM_MAX * hw.SYN_GAIN_LSB_PER_US_AT_MAX  # LSB/us per step
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,19 @@ def _raise_unreached(search: Search, name: str, what: str = "") -> None:
     )
 
 
+def _potential_search(chip, config, cell: str, target, fill, iterations: int):
+    """Secant search of a voltage cell whose value is the mean CADC reading of ``config``
+    (leak with spiking off; reset with the membrane clamped). Returns (search, runs)."""
+    search = Search(cell, target, (fill * _CAPMEM_PER_LSB - 60, fill * _CAPMEM_PER_LSB + 60), tolerance=2.0)
+
+    def measure(settings):
+        c = config.copy()
+        setattr(c, cell, settings[cell])
+        return {cell: M.measure_potential(chip, c)}
+
+    return search, _run_search([search], measure, iterations)
+
+
 def _run_search(searches: list[Search], measure, iterations: int) -> int:
     runs = 0
     for _ in range(2 + iterations):
@@ -184,60 +198,27 @@ def calibrate_lif(
     runs = 0
     cfg = _base_config()
 
-    # 1. leak --------------------------------------------------------------------------
-    leak = Search(
-        "v_leak",
-        T["leak_lsb"],
-        (fill["leak_lsb"] * _CAPMEM_PER_LSB - 60, fill["leak_lsb"] * _CAPMEM_PER_LSB + 60),
-        tolerance=2.0,
-    )
-
-    def measure_leak(settings):
-        c = cfg.copy()
-        c.v_leak = settings["v_leak"]
-        return {"v_leak": M.measure_potential(chip, c)}
-
-    runs += _run_search([leak], measure_leak, iterations)
+    # 1. leak, 2. reset (the membrane clamped at it) ----------------------------------------
+    leak, n = _potential_search(chip, cfg, "v_leak", T["leak_lsb"], fill["leak_lsb"], iterations)
+    runs += n
     _raise_unreached(leak, "leak_lsb")
     cfg.v_leak = leak.x
-
-    def leak_setting(lsb):
-        return leak.setting_for(lsb)
-
-    # 2. reset -------------------------------------------------------------------------
-    rcfg = cfg.copy()
-    rcfg.enable_spiking = True
-    rcfg.v_threshold = 0
-    rcfg.refractory_time = C.CAPMEM_MAX
-    reset = Search(
-        "v_reset",
-        T["reset_lsb"],
-        (fill["reset_lsb"] * _CAPMEM_PER_LSB - 60, fill["reset_lsb"] * _CAPMEM_PER_LSB + 60),
-        tolerance=2.0,
+    reset, n = _potential_search(
+        chip, M.reset_clamp(cfg), "v_reset", T["reset_lsb"], fill["reset_lsb"], iterations
     )
-
-    def measure_reset(settings):
-        c = rcfg.copy()
-        c.v_reset = settings["v_reset"]
-        return {"v_reset": M.measure_potential(chip, c)}
-
-    runs += _run_search([reset], measure_reset, iterations)
+    runs += n
     _raise_unreached(reset, "reset_lsb")
     cfg.v_reset = reset.x
 
     # 3. sawtooth: tau_mem, threshold, refractory ------------------------------------------
     th = fill["threshold_lsb"]
     scfg = cfg.copy()
-    scfg.v_leak = leak_setting(np.minimum(th + 35.0, 245.0))
+    scfg.v_leak = leak.setting_for(np.minimum(th + 35.0, 245.0))
     saw_leak = M.measure_potential(chip, scfg, trials=4)
     runs += 1
     saw_reset_target = np.maximum(np.minimum(fill["reset_lsb"], th - 40.0), 35.0)
     scfg.v_reset = reset.setting_for(saw_reset_target)
-    c = scfg.copy()
-    c.enable_spiking = True
-    c.v_threshold = 0
-    c.refractory_time = C.CAPMEM_MAX
-    saw_reset = M.measure_potential(chip, c)
+    saw_reset = M.measure_potential(chip, M.reset_clamp(scfg))
     runs += 1
     ref_t = fill["refractory_us"]
     ref_guess = ref_t / 0.035 - 1.0  # nominal refractory clock 35 ns per step
@@ -294,7 +275,7 @@ def calibrate_lif(
     # 4. synaptic input ----------------------------------------------------------------
     # PSPs with the calibrated membrane (tau_mem from the sawtooth) give tau_syn and gains
     pcfg = cfg.copy()
-    pcfg.v_leak = leak_setting(np.full(512, 125.0))
+    pcfg.v_leak = leak.setting_for(np.full(512, 125.0))
     tau_m = np.where(np.isfinite(tau_mem_measured), tau_mem_measured, fill["tau_mem_us"])
     tau_syn_t = np.maximum(fill["tau_syn_exc_us"], fill["tau_syn_inh_us"])
     windows = {
@@ -376,11 +357,7 @@ def calibrate_lif(
     # 5. independent check -----------------------------------------------------------------
     measured = {}
     measured["leak_lsb"] = M.measure_potential(chip, cfg, duration_us=60.0, trials=4)
-    c = cfg.copy()
-    c.enable_spiking = True
-    c.v_threshold = 0
-    c.refractory_time = C.CAPMEM_MAX
-    measured["reset_lsb"] = M.measure_potential(chip, c, duration_us=60.0, trials=4)
+    measured["reset_lsb"] = M.measure_potential(chip, M.reset_clamp(cfg), duration_us=60.0, trials=4)
     c = cfg.copy()
     c.v_leak = scfg.v_leak
     c.v_reset = scfg.v_reset

@@ -43,6 +43,17 @@ def measure_potential(
     return res.cadc[:, keep, :].astype(np.float64).mean(axis=(0, 1))
 
 
+def reset_clamp(config: ChipConfig) -> ChipConfig:
+    """A copy of ``config`` whose membranes sit at the reset potential: spiking on, the
+    threshold below everything and the longest refractory time (measure with
+    :func:`measure_potential`)."""
+    cfg = config.copy()
+    cfg.enable_spiking = True
+    cfg.v_threshold = 0
+    cfg.refractory_time = C.CAPMEM_MAX
+    return cfg
+
+
 @dataclass(frozen=True)
 class Sawtooth:
     """Result of :func:`measure_sawtooth`, one value per circuit (NaN: not measurable)."""

@@ -60,49 +60,36 @@ def _triangle_grad(grad: torch.Tensor, x: torch.Tensor, alpha: float) -> torch.T
     return grad * (1.0 - alpha * x.abs()).clamp(min=0.0)
 
 
-class SuperSpike(torch.autograd.Function):
-    """Heaviside forward; ``1 / (1 + alpha |x|)^2`` backward."""
+def _surrogate(name: str, grad_fn, doc: str) -> type[torch.autograd.Function]:
+    """A Heaviside spike function whose backward pass is ``grad_fn(grad, x, alpha)``."""
 
-    @staticmethod
     def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.alpha = alpha
         return (x >= 0).to(x.dtype)
 
-    @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return _superspike_grad(grad, x, ctx.alpha), None
+        return grad_fn(grad, x, ctx.alpha), None
+
+    return type(
+        name,
+        (torch.autograd.Function,),
+        {"__doc__": doc, "forward": staticmethod(forward), "backward": staticmethod(backward)},
+    )
 
 
-class SigmoidSpike(torch.autograd.Function):
-    """Heaviside forward; ``4 s(alpha x) (1 - s(alpha x))`` backward (height 1 at 0)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        return _sigmoid_grad(grad, x, ctx.alpha), None
-
-
-class TriangleSpike(torch.autograd.Function):
-    """Heaviside forward; ``max(0, 1 - alpha |x|)`` backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        return _triangle_grad(grad, x, ctx.alpha), None
+SuperSpike = _surrogate(
+    "SuperSpike", _superspike_grad, "Heaviside forward; ``1 / (1 + alpha |x|)^2`` backward."
+)
+SigmoidSpike = _surrogate(
+    "SigmoidSpike",
+    _sigmoid_grad,
+    "Heaviside forward; ``4 s(alpha x) (1 - s(alpha x))`` backward (height 1 at 0).",
+)
+TriangleSpike = _surrogate(
+    "TriangleSpike", _triangle_grad, "Heaviside forward; ``max(0, 1 - alpha |x|)`` backward."
+)
 
 
 SURROGATES: dict[str, type[torch.autograd.Function]] = {
