@@ -128,7 +128,7 @@ def calibrate_bias(chip: VirtualChip, base, targets, iterations: int = 3):
 
     runs += _run_search([search], measure, iterations)
     _raise_unreached(search, "bias_current")
-    value = np.where(on, search.x, 0).astype(np.int64)
+    value = np.where(on, search.fitted(), 0).astype(np.int64)
 
     # check: a second tau_mem measurement and fresh baseline and shift runs
     tau_check = _measure_tau(chip, cfg, targets, on, tau_b, trials=8)

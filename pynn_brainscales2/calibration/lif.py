@@ -34,7 +34,7 @@ from .search import Search
 from .targets import UNITS, CalibrationTargets, _fmt_idx
 
 #: bump when the procedure changes: cached results of other versions are recomputed
-CALIBRATION_VERSION = "1"
+CALIBRATION_VERSION = "2"
 
 #: CapMem cells a LIF calibration writes
 LIF_CELLS = (
@@ -266,11 +266,17 @@ def calibrate_lif(
     tau_s, th_s, ref_s = searches
     _raise_unreached(tau_s, "tau_mem_us")
     _raise_unreached(th_s, "threshold_lsb")
+    tau_s.x = tau_s.fitted()
     for s in searches:
         setattr(cfg, s.cell, s.x)
-    # the PSP fits below need tau_mem precisely: measure it once more, longer
-    tau_mem_measured = measure_saw({s.cell: s.x for s in searches}, trials=8)["i_bias_leak"]
+    # the PSP fits below need tau_mem precisely (an error of the assumed tau_mem moves the
+    # fitted tau_syn by several times as much): measure it once more, long, and read it off
+    # the line through this and the search's measurements
+    tau_mem_measured = measure_saw({s.cell: s.x for s in searches}, trials=32)["i_bias_leak"]
     runs += 1
+    tau_s.record_extra(tau_s.x, tau_mem_measured)
+    line = tau_s.line_value(tau_s.x)
+    tau_mem_measured = np.where(np.isfinite(line), line, tau_mem_measured)
 
     # 4. synaptic input ----------------------------------------------------------------
     # PSPs with the calibrated membrane (tau_mem from the sawtooth) give tau_syn and gains
@@ -352,7 +358,7 @@ def calibrate_lif(
         searches, ("tau_syn_exc_us", "tau_syn_inh_us", "syn_gain_exc", "syn_gain_inh"), strict=True
     ):
         _raise_unreached(s, name)
-        setattr(cfg, s.cell, s.x)
+        setattr(cfg, s.cell, s.fitted())
 
     # 5. independent check -----------------------------------------------------------------
     measured = {}

@@ -144,6 +144,59 @@ class Search:
             value = np.exp(t) if self.log else t
         return np.where(np.isfinite(value), value, nominal(x))
 
+    def _line(self):
+        """Least-squares line through every finite measured point of each circuit, in the
+        transformed domain: ``(mean x, mean y, slope, usable)``."""
+        xs = np.array([p[0] for p in self._points], dtype=np.float64)  # (points, circuits)
+        ys = self._t(np.array([p[1] for p in self._points], dtype=np.float64))
+        ok = np.isfinite(ys)
+        n = ok.sum(0)
+        xs0, ys0 = np.where(ok, xs, 0.0), np.where(ok, ys, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mx, my = xs0.sum(0) / n, ys0.sum(0) / n
+            sxx = (ok * (xs0 - mx) ** 2).sum(0)
+            slope = (ok * (xs0 - mx) * (ys0 - my)).sum(0) / sxx
+        usable = (n >= 3) & (sxx > 0) & np.isfinite(slope) & (np.sign(slope) == np.sign(self._probe_slope))
+        return mx, my, slope, usable
+
+    def fitted(self, near: float = 0.05) -> np.ndarray:
+        """CapMem values for the targets from all measured points instead of the last one.
+
+        Every point within ``near`` of the target (relative for relative searches) gives an estimate ``x_i + (target - m_i) / slope``, with the slope of the
+        least-squares line through all points of the circuit (the probes' where that line is
+        unusable); their mean averages the noise of the single measurements. Circuits with
+        fewer than two such points use the line itself, and the last setting where neither
+        exists.
+        """
+        mx, my, slope, usable = self._line()
+        tt = self._t(self.target)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x_line = mx + (tt - my) / slope
+        x = np.where(usable & np.isfinite(x_line), x_line, self.x)
+        xs = np.array([p[0] for p in self._points], dtype=np.float64)
+        ys = self._t(np.array([p[1] for p in self._points], dtype=np.float64))
+        # ``near`` is relative for log and relative searches, in measurement units otherwise
+        close = np.isfinite(ys) & (
+            np.abs(ys - tt) < (near * np.abs(tt) if self.relative and not self.log else near)
+        )
+        k = np.where(usable, slope, self._probe_slope)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            est = np.where(close, xs + (tt - ys) / k, 0.0).sum(0) / close.sum(0)
+        x = np.where((close.sum(0) >= 2) & np.isfinite(est), est, x)
+        return np.clip(np.rint(x), 0, CAPMEM_MAX).astype(np.int64)
+
+    def record_extra(self, x: np.ndarray, measured: np.ndarray) -> None:
+        """Add a measurement at ``x`` to the points of the line (not a search step)."""
+        self._points.append((np.asarray(x, dtype=np.int64).copy(), np.asarray(measured, dtype=np.float64)))
+
+    def line_value(self, x: np.ndarray) -> np.ndarray:
+        """The measured quantity at ``x`` read off the least-squares line (NaN where unusable)."""
+        mx, my, slope, usable = self._line()
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            t = my + slope * (np.asarray(x, dtype=np.float64) - mx)
+            v = np.exp(t) if self.log else t
+        return np.where(usable, v, np.nan)
+
     def residual(self) -> np.ndarray:
         """measured - target (relative for log searches), NaN where not calibrated."""
         with np.errstate(invalid="ignore", divide="ignore"):

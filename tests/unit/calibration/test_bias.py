@@ -57,9 +57,18 @@ def test_uncalibrated_bias_spreads(chip):
 def test_bias_current_meets_target(chip, cached):
     result, _ = cached
     on = np.isfinite(BIAS)
-    err = true_bias(chip, _configured(result))[on] / BIAS[on] - 1.0
-    assert np.abs(err).max() < 0.03  # measured: 1.8 %
-    assert np.percentile(np.abs(err), 95) < 0.015  # measured: 1.1 %
+    cfg = _configured(result)
+    true = true_bias(chip, cfg)
+    cfg.i_bias_const = np.asarray(cfg.i_bias_const) + 1
+    step = true_bias(chip, cfg) - true  # one CapMem step, per circuit [LSB/us]
+    err = true[on] / BIAS[on] - 1.0
+    fine = step[on] / BIAS[on] < 0.03  # CapMem steps finer than 3 % of the target
+    # where steps are finer than 3 %: within 3 % (measured: 1.6 %); at the low end of the
+    # range (below about 1.3 LSB/us a step is more than 3 %) within one step of the target
+    assert fine.sum() > 150
+    assert np.abs(err[fine]).max() < 0.03
+    assert (np.abs(true[on] - BIAS[on]) < step[on])[~fine].all()
+    assert np.percentile(np.abs(err), 95) < 0.015  # measured: 1.0 %
 
 
 def test_residual_is_measured_and_small(cached):
@@ -67,17 +76,20 @@ def test_residual_is_measured_and_small(cached):
     r = result.residual["bias_current"]
     on = np.isfinite(BIAS)
     assert np.isfinite(r[on]).all() and np.isnan(r[~on]).all()
-    assert 0 < np.nanstd(r) and np.nanmax(np.abs(r)) < 0.04
-    assert result.summary()["bias_current"] < 0.04
+    # circuits whose CapMem step is finer than 3 % of the target (nominal step 0.039
+    # LSB/us): within 4 %; the coarser low end within about one step plus readout noise
+    fine = BIAS > 1.5
+    assert 0 < np.nanstd(r) and np.nanmax(np.abs(r[fine])) < 0.04
+    assert np.nanmax(np.abs(r[on & ~fine]) * BIAS[on & ~fine]) < 0.06
 
 
 def test_other_circuits_keep_their_bias_cell(cached):
     result, _ = cached
     cfg = ChipConfig()
-    cfg.i_bias_const = 17
+    cfg.i_bias_const = 1000
     result.apply(cfg)
-    assert (np.asarray(cfg.i_bias_const)[np.isnan(BIAS)] == 17).all()
-    assert (np.asarray(cfg.i_bias_const)[np.isfinite(BIAS)] != 17).all()
+    assert (np.asarray(cfg.i_bias_const)[np.isnan(BIAS)] == 1000).all()
+    assert (np.asarray(cfg.i_bias_const)[np.isfinite(BIAS)] != 1000).all()
 
 
 def test_lif_part_is_cached_on_its_own(chip, cached):

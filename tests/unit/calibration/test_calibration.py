@@ -88,10 +88,7 @@ def test_time_constants_meet_targets(chip, result):
     assert err.max() < 0.02
     for name, target in (("tau_syn_exc_us", 5.0), ("tau_syn_inh_us", 4.0)):
         err = np.abs(p[name] / target - 1)
-        # the 2 % target holds for 95 % of the circuits; the worst circuit misses it
-        # (noise of the tau_mem measurement that the PSP fit relies on)
-        assert np.percentile(err, 95) < 0.02, name
-        assert err.max() < 0.035, name
+        assert err.max() < 0.02, name  # measured: 1.6 % / 1.8 % (seed 3)
 
 
 def test_potentials_meet_targets(chip, result):
