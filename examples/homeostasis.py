@@ -114,6 +114,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--duration", type=float, default=8000.0)
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="figure path (default: results/homeostasis.png and docs/figures/homeostasis.png)",
+    )
     args = parser.parse_args(argv)
     chip = sim.VirtualChip.ideal() if args.chip == "ideal" else sim.VirtualChip(seed=args.seed)
     with warnings.catch_warnings():
@@ -131,7 +137,9 @@ def main(argv=None):
             rates,
             tw,
             mean_w,
-            [root / "results" / "homeostasis.png", root / "docs" / "figures" / "homeostasis.png"],
+            [args.out]
+            if args.out
+            else [root / "results" / "homeostasis.png", root / "docs" / "figures" / "homeostasis.png"],
         )
     result = {
         "chip": args.chip,

@@ -148,6 +148,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="figure path (default: results/stdp_window.png and docs/figures/stdp_window.png)",
+    )
     args = parser.parse_args(argv)
     chip = sim.VirtualChip.ideal() if args.chip == "ideal" else sim.VirtualChip(seed=args.seed)
     with warnings.catch_warnings():
@@ -159,9 +165,8 @@ def main(argv=None):
         print(f"  Delta t = {d:7.2f} ms   dw = {w:+5.0f} steps")
     root = Path(__file__).resolve().parent.parent
     if not args.no_plot:
-        plot(
-            dt, dw, fit, [root / "results" / "stdp_window.png", root / "docs" / "figures" / "stdp_window.png"]
-        )
+        paths = [root / "results" / "stdp_window.png", root / "docs" / "figures" / "stdp_window.png"]
+        plot(dt, dw, fit, [args.out] if args.out else paths)
     result = {
         "chip": args.chip,
         "tau_plus_configured": TAU_PLUS,

@@ -1,4 +1,7 @@
-"""Figures with matplotlib: the chip's placement map.
+"""Figures with matplotlib: rasters and membrane traces from the Neo data the backend
+returns, and the chip's placement map.
+
+PyNN's own ``pyNN.utility.plotting`` (``Figure``, ``Panel``) works on the same Neo data.
 
 The module imports matplotlib only when a function is called, so the backend works
 without a display (use a non-interactive backend such as ``Agg`` on servers).
@@ -91,3 +94,83 @@ def plot_placement(mapping, ax=None):
             bbox_to_anchor=(0, -0.25),
         )
     return fig
+
+
+def _segment(data, segment: int):
+    """A Neo Segment from a Block (``segment``-th) or a Segment."""
+    segments = getattr(data, "segments", None)
+    return segments[segment] if segments is not None else data
+
+
+def plot_raster(data, ax=None, segment: int = 0, color="k", markersize: float = 2.0, label=None):
+    """Spike raster of a population's recording.
+
+    Parameters
+    ----------
+    data : neo.Block or neo.Segment
+        What ``Population.get_data()`` returns (a Block: its ``segment``-th Segment is drawn).
+    ax : matplotlib Axes, optional
+        Default: a new figure.
+    segment : index of the Segment of a Block.
+    color, markersize : marker style.
+    label : y-axis label (default ``"neuron"``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    seg = _segment(data, segment)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    for i, train in enumerate(seg.spiketrains):
+        t = train.rescale("ms").magnitude
+        ax.plot(t, np.full(t.shape, i), "|", color=color, markersize=markersize)
+    if seg.spiketrains:
+        ax.set_xlim(
+            float(seg.spiketrains[0].t_start.rescale("ms")), float(seg.spiketrains[0].t_stop.rescale("ms"))
+        )
+    ax.set_xlabel("time [ms]")
+    ax.set_ylabel(label or "neuron")
+    return ax
+
+
+def plot_membrane(data, ax=None, segment: int = 0, name: str = "v", channels=None, **style):
+    """Membrane (or conductance) traces of a population's recording.
+
+    Parameters
+    ----------
+    data : neo.Block or neo.Segment
+    ax : matplotlib Axes, optional
+    segment : index of the Segment of a Block.
+    name : the recorded variable (``"v"``, ``"gsyn_exc"``, ...).
+    channels : indices of the channels to draw (default: all).
+    style : passed to ``Axes.plot``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    KeyError
+        if the Segment holds no signal called ``name``.
+    """
+    import matplotlib.pyplot as plt
+
+    seg = _segment(data, segment)
+    signals = [a for a in seg.analogsignals if a.name == name]
+    if not signals:
+        have = sorted({a.name for a in seg.analogsignals})
+        raise KeyError(f"no recorded signal {name!r} in this segment; recorded: {have or 'none'}")
+    sig = signals[0]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    idx = range(sig.shape[1]) if channels is None else channels
+    t = sig.times.rescale("ms").magnitude
+    for i in idx:
+        ax.plot(t, sig.magnitude[:, i], **style)
+    ax.set_xlabel("time [ms]")
+    ax.set_ylabel(f"{name} [{sig.units.dimensionality.string}]")
+    return ax

@@ -104,7 +104,7 @@ class CalibrationResult:
         return config
 
     def summary(self) -> dict:
-        """Largest |residual| of each quantity over the calibrated circuits."""
+        """Largest absolute residual of each quantity over the calibrated circuits."""
         return {k: float(np.nanmax(np.abs(v))) for k, v in self.residual.items()}
 
 

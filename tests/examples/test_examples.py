@@ -1,0 +1,84 @@
+"""Every example runs in a quick mode: it prints a RESULT line with a number that is
+checked here, and writes a non-empty figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(name: str, argv: list[str], capsys) -> dict:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"{name} printed no RESULT line"
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def assert_figure(path: Path) -> None:
+    assert path.exists() and path.stat().st_size > 10_000, path
+
+
+def test_quickstart(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYNN_BRAINSCALES2_CHIP", "realistic")
+    out = tmp_path / "quickstart.png"
+    result = run_example("quickstart", ["--out", str(out), "--duration", "300"], capsys)
+    assert 5.0 < result["mean_rate_hz"] < 80.0  # Poisson-driven neurons fire, but not saturated
+    assert_figure(out)
+
+
+def test_single_neuron_demo(tmp_path, capsys):
+    out = tmp_path / "single.png"
+    result = run_example("single_neuron_demo", ["--out", str(out)], capsys)
+    # fixed-pattern variation: tens of percent before, about 1 % after calibration
+    assert result["rate_cv_before"] > 0.1
+    assert result["rate_cv_after"] < 0.03
+    assert_figure(out)
+
+
+def test_balanced_network(tmp_path, capsys):
+    out = tmp_path / "balanced.png"
+    result = run_example(
+        "balanced_network", ["--out", str(out), "--duration", "400", "--chip", "ideal"], capsys
+    )
+    # asynchronous irregular: low rates and irregular intervals
+    assert 2.0 < result["rate_exc_hz"] < 30.0
+    assert result["isi_cv"] > 0.3
+    assert_figure(out)
+
+
+def test_chip_quickstart(tmp_path, capsys):
+    out = tmp_path / "chip.png"
+    spec = importlib.util.spec_from_file_location("example_chip_quickstart", EXAMPLES / "chip_quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--out", str(out)])
+    # on the ideal chip the spike count grows with the weight
+    assert (result["ideal_counts"][1:] >= result["ideal_counts"][:-1]).all()
+    assert result["ideal_counts"][-1] > result["ideal_counts"][0]
+    assert_figure(out)
+
+
+def test_stdp(tmp_path, capsys):
+    out = tmp_path / "stdp.png"
+    result = run_example("stdp", ["--pairs", "8", "--out", str(out)], capsys)
+    assert result["sign_change_at_zero"]
+    assert result["tau_plus_error"] < 0.2
+    assert_figure(out)
+
+
+@pytest.mark.parametrize("duration", [3000.0])
+def test_homeostasis(tmp_path, capsys, duration):
+    out = tmp_path / "homeostasis.png"
+    result = run_example("homeostasis", ["--duration", str(duration), "--out", str(out)], capsys)
+    initial, final = result["initial_rates_hz"], result["final_rates_hz"]
+    # rates move towards the 60 Hz target from both sides
+    assert sum(abs(f - 60.0) for f in final) < sum(abs(i - 60.0) for i in initial)
+    assert_figure(out)
