@@ -40,6 +40,7 @@ from .control import (  # noqa: F401
     run_until,
     setup,
 )
+from .execution.sweep import parameter_sweep  # noqa: F401
 from .plasticity import PlasticityRule, PlasticityWarning, SensorSettings, STDPRule, Timer  # noqa: F401
 from .populations import Assembly, Population, PopulationView  # noqa: F401
 from .procedural_api import connect, create, record, record_gsyn, record_v  # noqa: F401

@@ -30,6 +30,7 @@ BACKEND_OPTIONS = {
     "calibration_cache": "True (default dir), a directory, or False (always calibrate)",
     "voltage_map": "hardware.VoltageMap: biological mV <-> CADC LSB",
     "max_delay": "accepted for portability [ms]",
+    "executor": "dask.distributed.Client or concurrent.futures.Executor that runs the chip (default: this process)",
 }
 PORTABLE_OPTIONS = ("spike_precision", "t_flush", "threads", "verbosity", "rank", "num_processes")
 
@@ -66,7 +67,10 @@ def setup(timestep=0.1, min_delay="auto", chip=None, strict=False, speedup=hw.DE
     speedup : float
         Hardware speed-up over biological time.
     **extra
-        ``rng_seed``, ``calibration_cache``, ``voltage_map``, ``max_delay``; options of
+        ``rng_seed``, ``calibration_cache``, ``voltage_map``, ``max_delay``, ``executor`` (a
+        ``dask.distributed.Client`` or ``concurrent.futures.Executor`` on which the chip runs:
+        a worker rebuilds the chip from its seed and gets the calibrated configuration, so
+        results are bit-identical to running in this process); options of
         other backends that do not change the model here (spike_precision, t_flush, threads,
         verbosity) are accepted. Anything else raises :class:`SetupError`.
 
@@ -95,6 +99,12 @@ def setup(timestep=0.1, min_delay="auto", chip=None, strict=False, speedup=hw.DE
         raise SetupError(
             f"voltage_map must be a pynn_brainscales2.hardware.VoltageMap, got {type(vmap).__name__}."
         )
+    from .execution.distributed import check_pool
+
+    try:
+        check_pool(extra.get("executor"))
+    except Exception as exc:
+        raise SetupError(str(exc)) from None
     state = simulator.state
     state.clear()
     state.portability = []
@@ -106,6 +116,7 @@ def setup(timestep=0.1, min_delay="auto", chip=None, strict=False, speedup=hw.DE
     state.vmap = vmap
     state.rng_seed = int(extra.get("rng_seed", 0))
     state.calibration_cache = extra.get("calibration_cache", True)
+    state.executor = extra.get("executor")
     state.min_delay = latency_ms if min_delay == "auto" else float(min_delay)
     state.max_delay = float(extra.get("max_delay", max(10.0, state.min_delay)))
     state.initialized = True

@@ -91,3 +91,19 @@ class TensorTypeError(BrainScaleS2Error, TypeError):
 
 
 __all__ += ["ShapeError", "TensorTypeError"]
+
+
+class ExecutionError(BrainScaleS2Error, RuntimeError):
+    """A run spread over workers (Dask or a ``concurrent.futures`` executor) did not
+    complete: a worker died or a task failed. No partial batch is ever returned."""
+
+
+__all__ += ["ExecutionError"]
+
+
+class NIRError(BrainScaleS2Error, ValueError):
+    """A NIR graph (``pynn_brainscales2.io.nir``) holds a node, a structure or a unit this
+    project cannot read, or a network holds something NIR cannot express."""
+
+
+__all__ += ["NIRError"]

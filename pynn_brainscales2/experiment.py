@@ -408,7 +408,16 @@ def run_network(state, t_stop: float) -> None:
     if state.compiled is None or state.compiled.key != key:
         mapping = map_network(spec)
         state.compiled = Compiled(
-            key, mapping, Executor(mapping, mapping.config, state.chip, state.speedup, state.vmap)
+            key,
+            mapping,
+            Executor(
+                mapping,
+                mapping.config,
+                state.chip,
+                state.speedup,
+                state.vmap,
+                pool=getattr(state, "executor", None),
+            ),
         )
     compiled = state.compiled
     cfg = _configure(state, compiled.mapping, key_of, gains, t_stop)

@@ -21,8 +21,9 @@ import numpy as np
 from cysim import ChipConfig, Stimulus, VirtualChip
 
 from .. import hardware as hw
-from ..errors import ParameterRangeError, RoutingError
+from ..errors import ExecutionError, ParameterRangeError, RoutingError
 from ..mapping import EXTERNAL, MappingResult
+from .distributed import check_pool, run_distributed
 from .observables import Observables
 
 
@@ -63,6 +64,10 @@ class Executor:
         Speed-up factor for hardware -> biological time in the observables.
     vmap : VoltageMap
         CADC [LSB] <-> biological potential [mV] map for the observables.
+    pool : dask.distributed.Client or concurrent.futures.Executor, optional
+        Spread the trials of every run over these workers (:mod:`.distributed`); each
+        worker reproduces the chip from its seed and gets the complete configuration, so
+        results are bit-identical to running in this process. Default: this process.
 
     Examples
     --------
@@ -86,7 +91,9 @@ class Executor:
         chip: VirtualChip,
         speedup: float = hw.DEFAULT_SPEEDUP,
         vmap: hw.VoltageMap = hw.DEFAULT_VOLTAGE_MAP,
+        pool=None,
     ):
+        check_pool(pool)
         if not isinstance(mapping, MappingResult):
             raise RoutingError(f"mapping must be a MappingResult, got {type(mapping).__name__}.")
         self.mapping = mapping
@@ -94,6 +101,7 @@ class Executor:
         self.chip = chip
         self.speedup = float(speedup)
         self.vmap = vmap
+        self.pool = pool
         self.runs = 0
 
     # --- changes without re-mapping --------------------------------------------------
@@ -153,14 +161,24 @@ class Executor:
         Observables
         """
         stim = self.stimulus(stimuli, trials)
-        result = self.chip.run(
-            self.config,
-            stim,
-            duration_us=duration_us,
-            trials=trials,
-            trial_seeds=trial_seeds,
-            plasticity=plasticity,
-        )
+        if self.pool is not None:
+            if plasticity:
+                raise ExecutionError(
+                    "plasticity programs run in the process that holds their kernels; run this "
+                    "experiment without an executor (executor=None)."
+                )
+            result = run_distributed(
+                self.pool, self.chip, self.config, stim, duration_us, trials, trial_seeds
+            )
+        else:
+            result = self.chip.run(
+                self.config,
+                stim,
+                duration_us=duration_us,
+                trials=trials,
+                trial_seeds=trial_seeds,
+                plasticity=plasticity,
+            )
         self.runs += 1
         return Observables(result, self.mapping, self.speedup, self.vmap)
 
