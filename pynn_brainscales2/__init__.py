@@ -24,6 +24,7 @@ from pyNN.standardmodels import StandardCellType
 
 from cysim import VirtualChip  # noqa: F401  (re-exported: sim.VirtualChip)
 
+from . import io  # noqa: F401  (format bridges; io.nir loads on first use)
 from .control import (  # noqa: F401
     end,
     get_current_time,

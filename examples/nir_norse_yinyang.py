@@ -1,0 +1,221 @@
+"""A Yin-Yang network trained in Norse, moved to the virtual chip through NIR.
+
+1. Norse (pure software): 5 inputs -> ``Linear`` -> ``LIFCell`` (hidden) -> ``Linear`` ->
+   ``LIBoxCell`` (3 read-out integrators), Euler steps of ``dt``, max-over-time read-out,
+   cross-entropy, Adam.
+2. Norse's own export, ``norse.torch.to_nir(model, sample, dt=dt)``, brought into NIR's
+   convention by ``normalise_norse_graph`` (Norse 1.1 writes ``tau * dt``), written to and
+   read from an HDF5 file (``nir.write``/``nir.read``).
+3. ``import_nir(graph, "chip")``: the same network as an ``snn`` model in chip mode on the
+   realistic virtual chip (``--mode mock``: simulated in torch), evaluated on the test set.
+4. A short chip-in-the-loop fine-tune of the imported weights (``--finetune-epochs``).
+
+The input is the time-to-first-spike code of ``examples/yinyang.py`` (features between 2 and
+26 ms of model time = us on the chip, bias spike at 0, 38 ms per sample).
+
+    python examples/nir_norse_yinyang.py --mode chip --epochs 20 --finetune-epochs 5 --seed 0
+
+The last line printed is ``RESULT {json}`` with the test accuracies of Norse, of the imported
+network and after fine-tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pynn_brainscales2.io.nir import import_nir, normalise_norse_graph
+from pynn_brainscales2.snn import losses
+from pynn_brainscales2.snn import transforms as T
+from pynn_brainscales2.snn.datasets import YinYang
+
+RUNTIME_MS = 38.0  # per sample, model time (= us on the chip at speed-up 1000)
+T_EARLY_MS, T_LATE_MS, T_BIAS_MS = 2.0, 26.0, 0.0
+TAU_S = 6e-3  # hidden membrane and synaptic time constants [s of model time]
+READOUT_TAU_S = 12e-3  # read-out membrane: its peaks decay little between two CADC samples (1.7 us)
+
+
+def encode(features: torch.Tensor, dt_ms: float) -> torch.Tensor:
+    """Spikes ``[time, batch, 5]`` on a grid of ``dt_ms`` (the same for Norse and the chip)."""
+    return T.ttfs_coordinates(features, dt_ms, RUNTIME_MS, T_EARLY_MS, T_LATE_MS, bias_us=T_BIAS_MS)
+
+
+def norse_model(hidden: int, dt_s: float, seed: int, readout_tau_s: float = READOUT_TAU_S):
+    """The Norse network (``norse.torch.SequentialState``) with its initial weights."""
+    import norse.torch as norse
+
+    torch.manual_seed(seed)
+    p = norse.LIFParameters(
+        tau_syn_inv=torch.as_tensor(1.0 / TAU_S),
+        tau_mem_inv=torch.as_tensor(1.0 / TAU_S),
+        v_th=torch.as_tensor(1.0),
+        method="tanh",
+        alpha=torch.as_tensor(20.0),
+    )
+    model = norse.SequentialState(
+        torch.nn.Linear(5, hidden, bias=False),
+        norse.LIFCell(p, dt=dt_s),
+        torch.nn.Linear(hidden, 3, bias=False),
+        norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.as_tensor(1.0 / readout_tau_s)), dt=dt_s),
+    )
+    with torch.no_grad():  # current jumps [threshold units]: PSPs of a few tenths of the threshold
+        model[0].weight.normal_(0.9, 1.5)
+        model[2].weight.normal_(2.0, 4.0)
+    return model
+
+
+def norse_scores(model, features: torch.Tensor, dt_ms: float) -> torch.Tensor:
+    """Maximum over time of the read-out membranes ``[batch, 3]``."""
+    spikes = encode(features, dt_ms)
+    state, best = None, None
+    for t in range(spikes.shape[0]):
+        v, state = model(spikes[t], state)
+        best = v if best is None else torch.maximum(best, v)
+    return best
+
+
+def accuracy(scores_of, data, batch: int = 500) -> float:
+    correct = 0
+    with torch.no_grad():
+        for k in range(0, len(data), batch):
+            scores = scores_of(data.features[k : k + batch])
+            correct += int((scores.argmax(1) == data.labels[k : k + batch]).sum())
+    return correct / len(data)
+
+
+def train_norse(
+    hidden=60, dt_ms=0.5, epochs=8, batch=500, lr=5e-2, seed=0, train_size=None, readout_tau_s=READOUT_TAU_S
+):
+    """Train the Norse network; returns (model, test accuracy, seconds)."""
+    model = norse_model(hidden, dt_ms * 1e-3, seed, readout_tau_s)
+    train, test = YinYang("train", size=train_size), YinYang("test")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
+    generator = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=generator)
+        for k in range(0, len(train), batch):
+            idx = order[k : k + batch]
+            loss = torch.nn.functional.cross_entropy(
+                norse_scores(model, train.features[idx], dt_ms), train.labels[idx]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        schedule.step()
+    seconds = time.perf_counter() - t0
+    return model, accuracy(lambda x: norse_scores(model, x, dt_ms), test), seconds
+
+
+def export_norse(model, dt_ms: float, path: Path | None = None):
+    """Norse's NIR export, normalised; written to and read back from ``path`` if given."""
+    import nir
+    import norse.torch as norse
+
+    graph = normalise_norse_graph(norse.to_nir(model, torch.zeros(1, 5), dt=dt_ms * 1e-3), dt_ms * 1e-3)
+    if path is not None:
+        nir.write(path, graph)
+        graph = nir.read(path)
+    return graph
+
+
+def imported_scores(model, features: torch.Tensor) -> torch.Tensor:
+    out = model(encode(features, model.experiment.dt), runtime_us=RUNTIME_MS)
+    return losses.max_over_time(next(iter(out.values())))
+
+
+def finetune(model, epochs: int, batch: int = 100, lr: float = 5e-3, seed: int = 0) -> list[float]:
+    """Train the imported model's weights with its experiment in the loop; test accuracy per epoch."""
+    train, test = YinYang("train"), YinYang("test")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
+    generator = torch.Generator().manual_seed(seed)
+    curve = []
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=generator)
+        for k in range(0, len(train), batch):
+            idx = order[k : k + batch]
+            loss = torch.nn.functional.cross_entropy(
+                imported_scores(model, train.features[idx]), train.labels[idx]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        schedule.step()
+        curve.append(accuracy(lambda x: imported_scores(model, x), test))
+    return curve
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["mock", "chip"], default="chip", help="import target")
+    parser.add_argument("--epochs", type=int, default=20, help="Norse training epochs")
+    parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=60)
+    parser.add_argument(
+        "--dt", type=float, default=0.5, help="Norse step and import grid [ms model = us chip]"
+    )
+    parser.add_argument("--batch-size", type=int, default=500, help="Norse batch")
+    parser.add_argument("--lr", type=float, default=5e-2, help="Norse learning rate")
+    parser.add_argument("--readout-tau", type=float, default=READOUT_TAU_S * 1e3, help="read-out tau [ms]")
+    parser.add_argument("--finetune-lr", type=float, default=5e-3)
+    parser.add_argument("--chip-seed", type=int, default=0)
+    parser.add_argument("--nir", type=Path, default=None, help="where to write the NIR file")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    model, norse_acc, train_s = train_norse(
+        args.hidden,
+        args.dt,
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        readout_tau_s=args.readout_tau * 1e-3,
+    )
+    print(f"Norse: test accuracy {norse_acc:.3f} after {args.epochs} epochs ({train_s:.0f} s)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = export_norse(model, args.dt, args.nir or Path(tmp) / "yinyang.nir")
+    chip = None
+    if args.mode == "chip":
+        from cysim import VirtualChip
+
+        chip = VirtualChip(seed=args.chip_seed)
+    test = YinYang("test")
+    imported = import_nir(graph, args.mode, chip=chip)
+    imported_acc = accuracy(lambda x: imported_scores(imported, x), test)
+    print(f"imported ({args.mode}): test accuracy {imported_acc:.3f}", flush=True)
+    curve = finetune(imported, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    if curve:
+        print(
+            f"fine-tuned ({args.mode}, {args.finetune_epochs} epochs): test accuracy {curve[-1]:.3f}",
+            flush=True,
+        )
+    result = {
+        "mode": args.mode,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "finetune_epochs": args.finetune_epochs,
+        "hidden": args.hidden,
+        "dt_ms": args.dt,
+        "norse_test_accuracy": norse_acc,
+        "imported_test_accuracy": imported_acc,
+        "finetuned_test_accuracy": curve[-1] if curve else None,
+        "finetune_curve": [round(a, 4) for a in curve],
+        "norse_train_s": round(train_s, 1),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    print("RESULT " + json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
