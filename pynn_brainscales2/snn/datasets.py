@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import BrainScaleS2Error
+from .imdd import IMDD
 
-__all__ = ["YinYang", "MNIST", "DatasetNotFoundError", "default_data_root", "YINYANG_SPLITS"]
+__all__ = ["YinYang", "MNIST", "IMDD", "DatasetNotFoundError", "default_data_root", "YINYANG_SPLITS"]
 
 #: published splits of the Yin-Yang data set: name -> (size, seed)
 YINYANG_SPLITS = {"train": (5000, 42), "validation": (1000, 41), "test": (1000, 40)}

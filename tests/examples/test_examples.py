@@ -82,3 +82,14 @@ def test_homeostasis(tmp_path, capsys, duration):
     # rates move towards the 60 Hz target from both sides
     assert sum(abs(f - 60.0) for f in final) < sum(abs(i - 60.0) for i in initial)
     assert_figure(out)
+
+
+def test_imdd(tmp_path, capsys):
+    out = tmp_path / "imdd.png"
+    argv = ["--epochs", "1", "--steps", "40", "--noise-db", "-20", "--max-symbols", "4000"]
+    argv += ["--lmmse-symbols", "20000", "--no-save", "--no-progress", "--figure", str(out)]
+    result = run_example("imdd", argv, capsys)
+    # 40 steps of training: far from the trained network, but better than chance (BER 0.5)
+    assert result["val_ber_curve"][-1] < result["val_ber_initial"]
+    assert result["ber_lmmse"][0] < 0.01
+    assert_figure(out)
