@@ -99,6 +99,13 @@ def _check_delays(state, projection):
 def _check_initial_values(state, pop):
     if not isinstance(pop.celltype, T.LIF_TYPES):
         return
+    if "w" in pop.initial_values and "w" in pop._user_initial:
+        w0 = np.asarray(pop.initial_values["w"].evaluate(simplify=False), dtype=float)
+        if np.any(w0 != 0):
+            raise ChipFeatureError(
+                f"Population {pop.label!r}: initial w = {w0[w0 != 0][0]:g} nA; the chip's adaptation starts every run "
+                "at w = 0 and cannot be preset. Leave w at 0."
+            )
     v_rest = T.param(pop, "v_rest")
     v0 = np.asarray(pop.initial_values["v"].evaluate(simplify=False), dtype=float)
     differs = np.abs(v0 - v_rest) > 1e-6
@@ -162,15 +169,18 @@ def _configure(state, mapping, key_of, gains, t_stop):
                     getattr(cfg, name)[c] = np.rint(T.param(pop, name)).astype(np.int64)
                 continue
             cfg.enable_spiking[c] = True
-            if isinstance(pop.celltype, cells.IF_cond_exp):
+            if isinstance(pop.celltype, T.COBA_TYPES):
                 cfg.enable_coba[c] = True
                 cfg.e_rev_exc[c] = T.reversal_capmem(pop, "e_rev_E", state.vmap)
                 cfg.e_rev_inh[c] = T.reversal_capmem(pop, "e_rev_I", state.vmap)
                 state.report_note(
                     "uncalibrated reversal potentials",
-                    "IF_cond_exp e_rev_E/e_rev_I are written with the nominal CapMem transfer (exact on the ideal "
-                    "chip, a few mV off on a realistic one).",
+                    "IF_cond_exp and EIF_cond_exp_isfa_ista e_rev_E/e_rev_I are written with the nominal CapMem "
+                    "transfer (exact on the ideal chip, a few mV off on a realistic one).",
                 )
+            if isinstance(pop.celltype, T.ADEX_TYPES):  # the calibration wrote the AdEx cells
+                cfg.enable_exponential[c] = True
+                cfg.enable_adaptation[c] = (T.param(pop, "a") != 0) | (T.param(pop, "b") != 0)
             cfg.enable_bias_current[c] = slopes[c] != 0
             cfg.bias_current_sink[c] = slopes[c] < 0
             small = np.isnan(bias_targets[c]) & (slopes[c] != 0)  # below the calibrated range

@@ -316,6 +316,37 @@ def nominal_syn_gain_capmem(gain_lsb_per_us) -> np.ndarray:
     return np.asarray(gain_lsb_per_us, dtype=float) / SYN_GAIN_LSB_PER_US_AT_MAX * CAPMEM_MAX
 
 
+#: membrane leak bias cell: tau_mem [us] at CapMem 0 and at 1022 (log domain)
+TAU_MEM_AT_0_US, TAU_MEM_AT_MAX_US = 150.0, 0.2
+#: AdEx exponential slope cell: Delta_T [CADC LSB] at CapMem 1022 (linear)
+DELTA_T_LSB_AT_MAX = 0.06 * CADC_LSB_PER_V
+#: AdEx adaptation cells: a [1/us] and b [CADC LSB/us per spike] at CapMem 1022 (linear),
+#: tau_w [us] at CapMem 0 and at 1022 (log domain)
+ADAPT_A_PER_US_AT_MAX = 1.0
+ADAPT_B_LSB_PER_US_AT_MAX = 20.0
+TAU_W_AT_0_US, TAU_W_AT_MAX_US = 2000.0, 1.0
+
+
+def nominal_tau_capmem(tau_us, tau_at_0_us: float, tau_at_max_us: float) -> np.ndarray:
+    """CapMem value (float, not rounded or clipped) of a bias cell that sets a time constant
+    exponentially, ``tau = tau_0 (tau_max / tau_0) ** (c / 1022)``, nominal transfer.
+
+    >>> round(float(nominal_tau_capmem(44.72, TAU_W_AT_0_US, TAU_W_AT_MAX_US)), 1)  # sqrt(2000) us
+    511.0
+    """
+    tau = np.asarray(tau_us, dtype=float)
+    return CAPMEM_MAX * np.log(tau_at_0_us / tau) / np.log(tau_at_0_us / tau_at_max_us)
+
+
+def adaptation_to_per_us(a_ns, cm_nf, speedup: float = DEFAULT_SPEEDUP):
+    """AdEx subthreshold adaptation ``a`` [nS] on ``cm`` [nF] -> ``a / C`` [1/us hardware].
+
+    >>> float(adaptation_to_per_us(4.0, 0.281))  # a/C = 14.2 1/s biological
+    0.014234875444839857
+    """
+    return bio_hz_to_hw_per_us(np.asarray(a_ns, dtype=float) / np.asarray(cm_nf, dtype=float), speedup)
+
+
 def conductance_to_lsb_per_us(cm_nf, speedup: float = DEFAULT_SPEEDUP):
     """Membrane slope [CADC LSB/us] of a COBA weight of 1 uS on ``cm`` [nF] at the reference
     driving force (a conductance jump ``g / cm`` [1/ms] times :data:`COBA_REFERENCE_LSB`).
@@ -578,6 +609,15 @@ __all__ = [
     "COBA_REFERENCE_LSB",
     "COBA_REFERENCE_V",
     "SYN_GAIN_LSB_PER_US_AT_MAX",
+    "TAU_MEM_AT_0_US",
+    "TAU_MEM_AT_MAX_US",
+    "DELTA_T_LSB_AT_MAX",
+    "ADAPT_A_PER_US_AT_MAX",
+    "ADAPT_B_LSB_PER_US_AT_MAX",
+    "TAU_W_AT_0_US",
+    "TAU_W_AT_MAX_US",
+    "nominal_tau_capmem",
+    "adaptation_to_per_us",
     "conductance_to_lsb_per_us",
     "nominal_bias_capmem",
     "nominal_potential_capmem",

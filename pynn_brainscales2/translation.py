@@ -38,6 +38,7 @@ from cysim import constants as C
 
 from . import hardware as hw
 from .calibration import OPTIONAL_RANGES, RANGES, CalibrationTargets
+from .calibration.targets import UNITS
 from .errors import ChipFeatureError, ParameterRangeError, RoutingError
 from .mapping import BACKGROUND, EXCITATORY, EXTERNAL, INHIBITORY, NEURON, PopulationSpec, ProjectionSpec
 from .standardmodels import cells
@@ -47,7 +48,11 @@ MAX_STEPS = 4 * hw.WEIGHT_MAX  # at most 4 rows per connection
 #: equivalent; the largest of them (finest weight resolution) is taken
 _STEP_CHOICE_TOLERANCE = 1e-3
 
-LIF_TYPES = (cells.IF_curr_exp, cells.IF_cond_exp)
+#: cell types whose parameters are calibrated (the LIF part; the AdEx terms of EIF too)
+LIF_TYPES = (cells.IF_curr_exp, cells.IF_cond_exp, cells.EIF_cond_exp_isfa_ista)
+#: conductance-based cell types (COBA mode; weights in uS)
+COBA_TYPES = (cells.IF_cond_exp, cells.EIF_cond_exp_isfa_ista)
+ADEX_TYPES = (cells.EIF_cond_exp_isfa_ista,)
 
 
 def kind_of(celltype) -> str:
@@ -281,7 +286,7 @@ def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
         if wmax == 0:
             continue
         cm = param(post, "cm")
-        if isinstance(post.celltype, cells.IF_cond_exp):  # conductance jump [1/us] per uS
+        if isinstance(post.celltype, COBA_TYPES):  # conductance jump [1/us] per uS
             per_unit = hw.conductance_to_lsb_per_us(cm, speedup)
         else:  # membrane slope [LSB/us] per nA
             per_unit = vmap.slope_to_lsb_per_us(1.0 / cm, speedup)
@@ -296,7 +301,7 @@ def weight_scales(groups, populations, vmap, speedup) -> tuple[dict, dict]:
                 n = _steps_of_largest_weight(weights, wmax, per_unit, int(max(1.0, n_min)), int(n))
         else:
             n = n_min
-        unit = "uS" if isinstance(post.celltype, cells.IF_cond_exp) else "nA"
+        unit = "uS" if isinstance(post.celltype, COBA_TYPES) else "nA"
         if n < 1 or n < n_min or n > MAX_STEPS:
             w_lo, w_hi = lo / per_unit.max(), MAX_STEPS * hi / per_unit.min()
             raise ParameterRangeError(
@@ -393,12 +398,15 @@ def lif_targets(populations, circuits_of, gains, vmap, speedup, bias=None) -> Ca
         arrays["refractory_us"][c] = time_to_us(pop, "tau_refrac", C.REFRACTORY_RANGE_US, speedup)
         arrays["leak_lsb"][c] = potential_to_lsb(pop, "v_rest", C.LEAK_RANGE_LSB, vmap)
         arrays["reset_lsb"][c] = potential_to_lsb(pop, "v_reset", C.RESET_RANGE_LSB, vmap)
-        arrays["threshold_lsb"][c] = potential_to_lsb(pop, "v_thresh", C.THRESHOLD_RANGE_LSB, vmap)
+        # the comparator threshold: v_thresh of LIF cells, the spike potential v_spike of AdEx
+        # cells (whose v_thresh is V_T of the exponential term, see adex_targets)
+        spike = "v_spike" if isinstance(pop.celltype, ADEX_TYPES) else "v_thresh"
+        arrays["threshold_lsb"][c] = potential_to_lsb(pop, spike, C.THRESHOLD_RANGE_LSB, vmap)
         bad = arrays["reset_lsb"][c] >= arrays["threshold_lsb"][c]
         if bad.any():
             raise ParameterRangeError(
-                f"Population {pop.label!r}: v_reset = {param(pop, 'v_reset')[bad][0]:g} mV must lie below v_thresh = "
-                f"{param(pop, 'v_thresh')[bad][0]:g} mV."
+                f"Population {pop.label!r}: v_reset = {param(pop, 'v_reset')[bad][0]:g} mV must lie below {spike} = "
+                f"{param(pop, spike)[bad][0]:g} mV."
             )
         cm = param(pop, "cm")
         _check_finite(pop, "cm", cm, "nF")
@@ -413,7 +421,84 @@ def lif_targets(populations, circuits_of, gains, vmap, speedup, bias=None) -> Ca
         return None
     if bias is not None:
         bias = np.where(mask, bias, np.nan)
-    return CalibrationTargets(**arrays, bias_current=bias, circuits=mask)
+    adex = adex_targets(populations, circuits_of, vmap, speedup)
+    return CalibrationTargets(**arrays, bias_current=bias, circuits=mask, **(adex or {}))
+
+
+def adex_targets(populations, circuits_of, vmap, speedup) -> dict | None:
+    """AdEx calibration targets of the ``EIF_cond_exp_isfa_ista`` circuits (NaN elsewhere), in
+    hardware units, or None without such populations:
+
+    - ``v_thresh`` (V_T) [mV] -> ``v_exp_lsb`` through the voltage map; ``delta_T`` [mV] ->
+      ``delta_t_lsb`` (a potential difference);
+    - ``a`` [nS] -> ``a / cm`` [1/us] (``hardware.adaptation_to_per_us``);
+    - ``b`` [nA] -> ``b / cm`` [mV/ms] -> membrane slope [LSB/us] (``VoltageMap.slope_to_lsb_per_us``);
+    - ``tau_w`` [ms] -> [us] by the speed-up.
+
+    Values outside the calibratable ranges raise :class:`ParameterRangeError` in biological
+    units (``a = 0`` and ``b = 0`` are allowed: that part of the adaptation is off).
+    """
+    pops = [p for p in populations if isinstance(p.celltype, ADEX_TYPES)]
+    if not pops:
+        return None
+    out = {
+        name: np.full(C.N_CIRCUITS, np.nan)
+        for name in ("v_exp_lsb", "delta_t_lsb", "adapt_a", "adapt_b", "tau_w_us")
+    }
+    for pop in pops:
+        c = circuits_of[id(pop)]
+        cm = param(pop, "cm")
+        _check_finite(pop, "cm", cm, "nF")
+        if np.any(cm <= 0):
+            raise ParameterRangeError(
+                f"Population {pop.label!r}: cm = {cm[cm <= 0][0]:g} nF; allowed > 0 nF."
+            )
+        v_t = potential_to_lsb(pop, "v_thresh", OPTIONAL_RANGES["v_exp_lsb"], vmap)
+        v_spike = vmap.to_lsb(param(pop, "v_spike"))
+        bad = v_t >= v_spike
+        if bad.any():
+            raise ParameterRangeError(
+                f"Population {pop.label!r}: v_thresh = {param(pop, 'v_thresh')[bad][0]:g} mV (V_T of the exponential "
+                f"term) must lie below v_spike = {param(pop, 'v_spike')[bad][0]:g} mV."
+            )
+        out["v_exp_lsb"][c] = v_t
+        d = param(pop, "delta_T")
+        _check_finite(pop, "delta_T", d, "mV")
+        out["delta_t_lsb"][c] = _in_range(
+            pop, "delta_T", vmap.delta_to_lsb(d), d, "mV", "delta_t_lsb", vmap.delta_to_mv(1.0)
+        )
+        a = param(pop, "a")
+        _check_finite(pop, "a", a, "nS")
+        per_unit = hw.adaptation_to_per_us(1.0, cm, speedup)  # [1/us] per nS
+        out["adapt_a"][c] = _in_range(pop, "a", a * per_unit, a, "nS", "adapt_a", 1.0 / per_unit, zero=True)
+        b = param(pop, "b")
+        _check_finite(pop, "b", b, "nA")
+        per_unit = vmap.slope_to_lsb_per_us(1.0 / cm, speedup)  # [LSB/us] per nA
+        out["adapt_b"][c] = _in_range(pop, "b", b * per_unit, b, "nA", "adapt_b", 1.0 / per_unit, zero=True)
+        out["tau_w_us"][c] = time_to_us(pop, "tau_w", OPTIONAL_RANGES["tau_w_us"], speedup)
+        off = c[(a == 0) & (b == 0)]  # no adaptation at all: switched off, nothing to calibrate
+        for name in ("adapt_a", "adapt_b", "tau_w_us"):
+            out[name][off] = np.nan
+    return out
+
+
+def _in_range(population, name, hw_value, bio_value, unit, target, bio_per_hw, zero=False):
+    """``hw_value`` checked against the calibratable range of ``target``; the error names the
+    allowed range in biological units (``bio_per_hw``: biological units per hardware unit,
+    per neuron or scalar)."""
+    lo, hi = OPTIONAL_RANGES[target]
+    ok = (hw_value >= lo * (1 - 1e-9)) & (hw_value <= hi * (1 + 1e-9))
+    if zero:
+        ok |= hw_value == 0
+    if not ok.all():
+        k = int(np.flatnonzero(~ok)[0])
+        scale = np.broadcast_to(np.asarray(bio_per_hw, dtype=float), np.shape(hw_value))[k]
+        raise ParameterRangeError(
+            f"Population {population.label!r}: {name} = {bio_value[k]:g} {unit} (neuron {k}) is out of range: allowed "
+            f"{'0 or ' if zero else ''}{lo * scale:.3g}..{hi * scale:.3g} {unit} for this neuron "
+            f"({lo:g}..{hi:g} {UNITS[target]} on the chip). Choose a value inside."
+        )
+    return hw_value
 
 
 def bias_slopes(populations, circuits_of, currents_na, vmap, speedup) -> np.ndarray:

@@ -7,15 +7,17 @@
 True
 """
 
+from .adex import ADEX_CELLS, calibrate_adex
 from .bias import calibrate_bias
 from .cache import calibrate, default_cache_dir
 from .lif import CALIBRATION_VERSION, LIF_CELLS, CalibrationResult, calibrate_lif
-from .targets import OPTIONAL_RANGES, RANGES, CalibrationTargets
+from .targets import ADEX_TARGETS, OPTIONAL_RANGES, RANGES, CalibrationTargets
 
 __all__ = [
     "calibrate",
     "calibrate_lif",
     "calibrate_bias",
+    "calibrate_adex",
     "default_cache_dir",
     "CalibrationTargets",
     "CalibrationResult",
@@ -23,4 +25,6 @@ __all__ = [
     "LIF_CELLS",
     "RANGES",
     "OPTIONAL_RANGES",
+    "ADEX_TARGETS",
+    "ADEX_CELLS",
 ]

@@ -3,7 +3,9 @@
 Files are ``.npz`` archives of plain arrays (loaded with ``allow_pickle=False``) plus a JSON
 header holding the cache key. A file that cannot be read, whose key differs from the one
 asked for, or whose arrays have the wrong shape or type is not trusted: the calibration
-runs again and the file is replaced.
+runs again and the file is replaced. Targets with a bias current or AdEx targets are
+stored next to their LIF part (cached under the key it has on its own), so a new bias or
+AdEx target only runs those steps.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from cysim import VirtualChip
 from cysim import constants as C
 
+from .adex import ADEX_CELLS, calibrate_adex
 from .bias import calibrate_bias
 from .lif import CALIBRATION_VERSION, LIF_CELLS, CalibrationResult, calibrate_lif
 from .targets import RANGES, CalibrationTargets
@@ -81,6 +84,9 @@ def _load(path: Path, key: str, targets: CalibrationTargets) -> CalibrationResul
                 raise ValueError("key or version differs")
             cells = LIF_CELLS + (("i_bias_const",) if targets.has_bias else ())
             names = tuple(RANGES) + (("bias_current",) if targets.has_bias else ())
+            if targets.has_adex:
+                cells += tuple(ADEX_CELLS)
+                names += tuple(ADEX_CELLS.values())
             capmem = {cell: z[f"capmem__{cell}"] for cell in cells}
             measured = {name: z[f"measured__{name}"] for name in names}
             residual = {name: z[f"residual__{name}"] for name in names}
@@ -142,7 +148,11 @@ def calibrate(
     found = _load(path, key, targets)
     if found is not None:
         return _replace_seconds(found, time.perf_counter() - t0)
-    if targets.has_bias:
+    if targets.has_adex:
+        # the LIF (and bias) part is cached on its own: new AdEx targets only run the AdEx steps
+        base = calibrate(chip, targets.without_adex(), cache)
+        result = calibrate_adex(chip, base, targets)
+    elif targets.has_bias:
         # the LIF part is cached on its own: a new bias target only runs the bias search
         base = calibrate(chip, targets.without_bias(), cache)
         result = calibrate_bias(chip, base, targets)

@@ -48,6 +48,15 @@ LIF_CELLS = (
     "i_syn_gm_exc",
     "i_syn_gm_inh",
 )
+#: CapMem cells written only where an optional target is given (cell -> that target)
+_TARGET_OF_OPTIONAL_CELL = {
+    "i_bias_const": "bias_current",
+    "v_exp": "v_exp_lsb",
+    "i_exp": "delta_t_lsb",
+    "i_adapt_a": "adapt_a",
+    "i_adapt_b": "adapt_b",
+    "i_adapt_tau": "tau_w_us",
+}
 # nominal design transfer of the voltage cells (hardware.CAPMEM_PER_LSB, about 4 CapMem
 # steps per CADC LSB); only used to place the first probes
 _CAPMEM_PER_LSB = hw.CAPMEM_PER_LSB
@@ -91,15 +100,16 @@ class CalibrationResult:
 
     def apply(self, config: ChipConfig, circuits=None) -> ChipConfig:
         """Write the calibrated CapMem values of ``circuits`` (default: the calibrated ones);
-        ``i_bias_const`` only where a bias-current target was given (the bias switches stay
-        as they are)."""
+        ``i_bias_const`` only where a bias-current target was given, the AdEx cells only where
+        their family's targets were given (the bias and AdEx switches stay as they are)."""
         sel = self.targets.circuits if circuits is None else circuits
         for cell, values in self.capmem.items():
             mask = sel
-            if cell == "i_bias_const":
+            gate = _TARGET_OF_OPTIONAL_CELL.get(cell)
+            if gate is not None:
                 mask = np.zeros(len(values), bool)
                 mask[sel] = True
-                mask &= np.isfinite(self.targets.bias_current)
+                mask &= np.isfinite(self.targets.array(gate))
             getattr(config, cell)[mask] = np.asarray(values)[mask]
         return config
 
@@ -166,7 +176,8 @@ def calibrate_lif(
     chip: VirtualChip, targets: CalibrationTargets, iterations: int = _ITERATIONS
 ) -> CalibrationResult:
     """Find CapMem values that give every selected circuit the LIF ``targets`` (and, where
-    given, the bias current: :func:`.bias.calibrate_bias`).
+    given, the bias current: :func:`.bias.calibrate_bias`, and the AdEx terms:
+    :func:`.adex.calibrate_adex`).
 
     Parameters
     ----------
@@ -186,6 +197,11 @@ def calibrate_lif(
         reachable end).
     """
     targets.check()
+    if targets.has_adex:
+        from .adex import calibrate_adex
+
+        base = calibrate_lif(chip, targets.without_adex(), iterations)
+        return calibrate_adex(chip, base, targets)
     if targets.has_bias:
         from .bias import calibrate_bias
 

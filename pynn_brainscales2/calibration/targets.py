@@ -30,9 +30,29 @@ RANGES = {
 #: optional targets: NaN (or None) leaves a circuit's cell uncalibrated; only measured
 #: when some circuit has a finite target. ``bias_current``: magnitude of the membrane slope
 #: ``|I/C|`` of the constant bias current [CADC LSB/us] (the sign is the sink switch)
-OPTIONAL_RANGES = {"bias_current": (0.5, 25.0)}
+OPTIONAL_RANGES = {
+    "bias_current": (0.5, 25.0),
+    # AdEx exponential term (both or neither per circuit): V_T and Delta_T
+    "v_exp_lsb": (60.0, 170.0),
+    "delta_t_lsb": (2.0, 8.0),
+    # AdEx adaptation (all three or none per circuit); a = 0 and b = 0 are allowed as well
+    "adapt_a": (0.01, 0.5),
+    "adapt_b": (0.3, 10.0),
+    "tau_w_us": (20.0, 800.0),
+}
+#: the AdEx target families: a circuit gets all targets of a family or none
+EXPONENTIAL_TARGETS = ("v_exp_lsb", "delta_t_lsb")
+ADAPTATION_TARGETS = ("adapt_a", "adapt_b", "tau_w_us")
+ADEX_TARGETS = EXPONENTIAL_TARGETS + ADAPTATION_TARGETS
+#: optional targets that may also be exactly 0 (the term switched off through its CapMem cell)
+ZERO_ALLOWED = ("adapt_a", "adapt_b")
 UNITS = {
     "bias_current": "CADC LSB/us",
+    "v_exp_lsb": "CADC LSB",
+    "delta_t_lsb": "CADC LSB",
+    "adapt_a": "1/us",
+    "adapt_b": "CADC LSB/us per spike",
+    "tau_w_us": "us",
     "tau_mem_us": "us",
     "tau_syn_exc_us": "us",
     "tau_syn_inh_us": "us",
@@ -47,7 +67,8 @@ UNITS = {
 
 @dataclass(frozen=True)
 class CalibrationTargets:
-    """Per-circuit targets of a LIF calibration, in hardware units.
+    """Per-circuit targets of a LIF calibration (optionally with the bias current and the
+    AdEx terms), in hardware units.
 
     Every field takes a scalar (all circuits) or an array of 512 values; NaN leaves a
     circuit uncalibrated for that parameter... except that all parameters of a calibrated
@@ -63,7 +84,13 @@ class CalibrationTargets:
     syn_gain_exc, syn_gain_inh : jump of the synaptic input per weight step, as the rate of
         change of the membrane it causes [CADC LSB/us], 0.01..0.5
     bias_current : optional, magnitude of the membrane slope of the constant bias current
-        [CADC LSB/us], 0.1..25; None or NaN: not calibrated (the default)
+        [CADC LSB/us], 0.5..25; None or NaN: not calibrated (the default)
+    v_exp_lsb, delta_t_lsb : optional, AdEx exponential term: ``V_T`` [CADC LSB], 60..170,
+        and ``Delta_T`` [CADC LSB], 2..8 (both or neither per circuit; below
+        ``threshold_lsb``, which acts as the spike potential)
+    adapt_a, adapt_b, tau_w_us : optional, AdEx adaptation: ``a`` [1/us] (0 or
+        0.01..0.5), ``b`` as the jump of the membrane slope ``w`` per spike [CADC LSB/us]
+        (0 or 0.3..10) and ``tau_w`` [us], 20..800 (all three or none per circuit)
     circuits : bool mask of the circuits to calibrate (default: all 512)
 
     Examples
@@ -83,6 +110,11 @@ class CalibrationTargets:
     syn_gain_exc: object = 0.1
     syn_gain_inh: object = 0.1
     bias_current: object = None
+    v_exp_lsb: object = None
+    delta_t_lsb: object = None
+    adapt_a: object = None
+    adapt_b: object = None
+    tau_w_us: object = None
     circuits: object = None
 
     def __post_init__(self):
@@ -123,6 +155,25 @@ class CalibrationTargets:
         """The same targets without bias-current targets."""
         return replace(self, bias_current=None)
 
+    @property
+    def has_exponential(self) -> bool:
+        """Whether some selected circuit has targets for the exponential term."""
+        return bool(np.isfinite(self.v_exp_lsb[self.circuits]).any())
+
+    @property
+    def has_adaptation(self) -> bool:
+        """Whether some selected circuit has adaptation targets."""
+        return bool(np.isfinite(self.tau_w_us[self.circuits]).any())
+
+    @property
+    def has_adex(self) -> bool:
+        """Whether some selected circuit has AdEx (exponential or adaptation) targets."""
+        return self.has_exponential or self.has_adaptation
+
+    def without_adex(self) -> CalibrationTargets:
+        """The same targets without the AdEx targets (the LIF and bias-current part)."""
+        return replace(self, **{name: None for name in ADEX_TARGETS})
+
     def check(self) -> None:
         """Refuse targets outside the chip's documented ranges (before any measurement)."""
         sel = self.circuits
@@ -138,13 +189,31 @@ class CalibrationTargets:
         for name, (lo, hi) in OPTIONAL_RANGES.items():
             v = self.array(name)[sel]
             bad = (~np.isnan(v)) & (~np.isfinite(v) | (v < lo) | (v > hi))
+            zero = name in ZERO_ALLOWED
+            if zero:
+                bad &= v != 0.0
             if bad.any():
                 circuits = np.flatnonzero(sel)[bad]
                 raise CalibrationRangeError(
                     f"{name} = {_fmt(v[bad])} {UNITS[name]} on circuit(s) {_fmt_idx(circuits)} lies outside "
-                    f"the chip's calibratable range {lo}..{hi} {UNITS[name]}. Choose a target in that range, "
-                    "or NaN to leave it uncalibrated."
+                    f"the chip's calibratable range {'0 or ' if zero else ''}{lo}..{hi} {UNITS[name]}. Choose a "
+                    "target in that range, or NaN to leave it uncalibrated."
                 )
+        for family, what in ((EXPONENTIAL_TARGETS, "exponential term"), (ADAPTATION_TARGETS, "adaptation")):
+            given = np.stack([np.isfinite(self.array(name)[sel]) for name in family])
+            partial = given.any(0) & ~given.all(0)
+            if partial.any():
+                circuits = np.flatnonzero(sel)[partial]
+                raise CalibrationRangeError(
+                    f"The AdEx {what} targets {', '.join(family)} must be given together (all finite or all "
+                    f"NaN); not so on circuit(s) {_fmt_idx(circuits)}."
+                )
+        bad = np.isfinite(self.v_exp_lsb[sel]) & (self.v_exp_lsb[sel] >= self.threshold_lsb[sel])
+        if bad.any():
+            raise CalibrationRangeError(
+                "v_exp_lsb (V_T) must lie below threshold_lsb (the spike potential of the exponential term); "
+                f"not so on circuit(s) {_fmt_idx(np.flatnonzero(sel)[bad])}."
+            )
         bad = self.reset_lsb[sel] >= self.threshold_lsb[sel]
         if bad.any():
             raise CalibrationRangeError(
@@ -160,6 +229,10 @@ class CalibrationTargets:
         if self.has_bias:  # (targets without bias keep the digest they had before it existed)
             h.update(b"bias_current")
             h.update(np.ascontiguousarray(self.bias_current, dtype="<f8").tobytes())
+        if self.has_adex:  # (and targets without AdEx terms the digest they had before those)
+            for name in ADEX_TARGETS:
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(self.array(name), dtype="<f8").tobytes())
         h.update(np.ascontiguousarray(self.circuits).tobytes())
         return h.hexdigest()
 

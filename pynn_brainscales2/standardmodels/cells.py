@@ -8,6 +8,10 @@ Neuron models (emulated by the chip's AdEx circuits, calibrated to the parameter
   the weight and bias-current scales.
 - :class:`IF_cond_exp`: the same circuit in conductance-based mode; ``e_rev_E/I`` are
   written with the nominal CapMem transfer (not calibrated).
+- :class:`EIF_cond_exp_isfa_ista`: AdEx (exponential term and adaptation) in
+  conductance-based mode: the LIF parameters as for ``IF_cond_exp`` with ``v_spike`` as the
+  spike threshold, and ``v_thresh`` (V_T), ``delta_T``, ``a``, ``b``, ``tau_w`` calibrated
+  per circuit (docs/calibration.md). ``w`` is not observable on the chip.
 - :class:`HXNeuron`: native CapMem values and switches, for experts (no calibration).
 
 Spike sources: :class:`SpikeSourceArray` and :class:`SpikeSourcePoisson` (events played
@@ -31,6 +35,7 @@ from ._unsupported import unsupported
 SUPPORTED_CELL_TYPES = (
     "IF_curr_exp",
     "IF_cond_exp",
+    "EIF_cond_exp_isfa_ista",
     "HXNeuron",
     "SpikeSourceArray",
     "SpikeSourcePoisson",
@@ -51,6 +56,12 @@ class IF_curr_exp(_cells.IF_curr_exp):
 class IF_cond_exp(_cells.IF_cond_exp):
     __doc__ = _cells.IF_cond_exp.__doc__
     translations = _identity(*_cells.IF_cond_exp.default_parameters)
+    recordable = ["spikes", "v"]
+
+
+class EIF_cond_exp_isfa_ista(_cells.EIF_cond_exp_isfa_ista):
+    __doc__ = _cells.EIF_cond_exp_isfa_ista.__doc__
+    translations = _identity(*_cells.EIF_cond_exp_isfa_ista.default_parameters)
     recordable = ["spikes", "v"]
 
 
@@ -116,13 +127,6 @@ class HXNeuron(StandardCellType):
     default_initial_values: dict = {}
 
 
-_ADEX_REASON = (
-    "the calibration has no targets for the exponential and adaptation terms yet (only LIF "
-    "parameters are calibrated); configure the AdEx terms natively with HXNeuron"
-)
-EIF_cond_exp_isfa_ista = unsupported(
-    "EIF_cond_exp_isfa_ista", "cell type", _ADEX_REASON, SUPPORTED_CELL_TYPES
-)
 _ALPHA = "the chip's synaptic inputs decay exponentially; alpha-shaped synapses do not exist"
 IF_curr_alpha = unsupported("IF_curr_alpha", "cell type", _ALPHA, SUPPORTED_CELL_TYPES)
 IF_cond_alpha = unsupported("IF_cond_alpha", "cell type", _ALPHA, SUPPORTED_CELL_TYPES)
