@@ -93,3 +93,14 @@ def test_imdd(tmp_path, capsys):
     assert result["val_ber_curve"][-1] < result["val_ber_initial"]
     assert result["ber_lmmse"][0] < 0.01
     assert_figure(out)
+
+
+def test_adex_firing_patterns(tmp_path, capsys):
+    out = tmp_path / "adex.png"
+    result = run_example("adex_firing_patterns", ["--chip", "ideal", "--out", str(out)], capsys)
+    p = result["patterns"]
+    assert abs(p["tonic"]["last_isi_ms"] / p["tonic"]["first_isi_ms"] - 1) < 0.2  # regular
+    assert p["adapting"]["last_isi_ms"] > 3 * p["adapting"]["first_isi_ms"]  # adapts
+    assert p["initial burst"]["last_isi_ms"] > 5 * p["initial burst"]["first_isi_ms"]
+    assert result["refused"] == ["irregular"]  # negative a: the chip cannot, says so
+    assert_figure(out)
