@@ -20,7 +20,7 @@ from .errors import (
     RunError,
     StimulusError,
 )
-from .ppu import PlasticityContext, PPUProgram
+from .ppu import PlasticityContext, PPUProgram, STDPProgram
 from .result import PlasticityLog, PlasticityRecord, RunResult
 from .stimulus import Stimulus
 
@@ -30,6 +30,7 @@ __all__ = [
     "Stimulus",
     "RunResult",
     "PPUProgram",
+    "STDPProgram",
     "PlasticityContext",
     "PlasticityLog",
     "PlasticityRecord",

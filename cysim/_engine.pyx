@@ -22,7 +22,11 @@ run without pauses (:func:`simulate`) integrates each trial in one go. With plas
 (``Session(inp, plastic)``) events are queued as routing keys and delivered when they
 arrive, through per-trial amplitudes (weights kernels may rewrite), driver short-term
 plasticity and correlation sensors (equations in :mod:`cysim.engine`); with it off, the
-event path and the arithmetic are the ones of the one-pass run.
+event path and the arithmetic are the ones of the one-pass run. Sensor readouts are
+brought up to date when Python reads them (the keys and circuits that touched sensors are
+listed). Compiled plasticity programs (pair-based STDP, :class:`cysim.ppu.STDPProgram`)
+tick inside :meth:`Session.advance` without returning to Python, visiting only the
+synapses whose sensors crossed their first readout step since their previous tick.
 
 Temporal noise (membrane OU increments, passive OU samples, readout noise) draws from one
 xorshift64 stream per circuit and trial: the sum of the four 16-bit fields of one draw,
@@ -31,8 +35,8 @@ standardised (an Irwin-Hall variate: exactly zero mean and unit variance, suppor
 """
 
 from cython.parallel cimport prange
-from libc.math cimport exp, log, llround
-from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.math cimport exp, floor, log, llround
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from libcpp.vector cimport vector
@@ -293,6 +297,19 @@ cdef extern from *:
         return total;
     }
 
+    #define cysim_prefetch(ptr) __builtin_prefetch(ptr)
+
+    /* floor(x), exactly, without a call into libm where the target has no rounding
+       instruction (x86-64 before SSE4.1): truncation and a correction below 2^52. */
+    static inline double cysim_floor(double x)
+    {
+        if (x > -4503599627370496.0 && x < 4503599627370496.0) {
+            double t = (double)(int64_t)x;
+            return t > x ? t - 1.0 : t;
+        }
+        return floor(x);
+    }
+
     /* Events that arrive in this step: add the ring-buffer slot, then clear it. */
     CYSIM_CLONES static void cysim_add_clear(int n, double* R dst, double* R src)
     {
@@ -338,6 +355,8 @@ cdef extern from *:
     int cysim_collect_spikes(int n, const double* v_th, const double* v, const double* vnew,
                              const double* ref, int32_t* spiked, double* frac) noexcept nogil
     void cysim_add_clear(int n, double* dst, double* src) noexcept nogil
+    void cysim_prefetch(const void* ptr) noexcept nogil
+    double cysim_floor(double x) noexcept nogil
     int64_t cysim_scan_weights(int64_t n, int16_t* w, const int16_t* applied,
                                uint8_t* changed) noexcept nogil
     void cysim_cadc_sample(int n_total, int n, const double* v, double* vq, const double* e_l,
@@ -407,14 +426,15 @@ cdef struct Params:
     # amplitudes (weights a kernel may rewrite), driver short-term plasticity and
     # correlation sensors. Three orders of the tracked synapses: s (row-major, what
     # kernels see), k (routing entries: the routed ones sorted by key, for events) and
-    # j (the routed ones grouped by local circuit, for the sweep at a spike).
+    # j (the routed ones grouped by local circuit, for the sweep at a spike). A synapse's
+    # pre trace is the last arrival of its routing key (every event of the key reaches
+    # it), kept per key.
     int plastic
     int sensors
     int any_stp
     int64_t n_syn  # tracked synapses (s)
     int64_t n_entries  # routed tracked synapses (k and j)
     const int32_t* entry_syn  # k -> s
-    const int32_t* entry_post  # k -> j
     const int32_t* entry_drv  # k -> driver (hemisphere * 128 + driver)
     const int32_t* entry_circ  # k -> local circuit
     const double* eta_a  # k: acausal increment at zero delay [LSB]
@@ -437,6 +457,50 @@ cdef struct Params:
     const double* stp_U
     const double* stp_inv_rec
     const double* stp_inv_fac  # 0 where facilitation is off
+    int64_t n_keys
+    const int32_t* j_key  # j -> routing key
+    const int32_t* syn_post  # s -> j, or -1 (row off)
+    const uint8_t* zero_cj  # j: readout of an empty causal sensor
+    const uint8_t* zero_ak  # k: readout of an empty acausal sensor
+    const uint8_t* zero_aj  # j: ... acausal sensor of the same synapse
+    const uint8_t* zero_ck  # k: ... causal sensor of the same synapse
+    # Sensors touched since a consumer last looked: per consumer the routing keys that
+    # arrived (acausal sensors of their entries) and the circuits that spiked (causal
+    # sensors of their synapses), each listed once. Consumer 0 refreshes the 8-bit
+    # readouts that kernels read; consumer 1 + g is compiled program g.
+    int n_cons
+    const int64_t* kc_ptr  # key -> its consumers
+    const int32_t* kc_cons
+    const int64_t* cc_ptr  # local circuit -> its consumers
+    const int32_t* cc_cons
+    # --- compiled pair-based STDP programs (cysim.ppu.STDPProgram) ------------------------
+    # Program g owns positions q in [nat_off[g], nat_off[g + 1]), one per synapse it
+    # updates; programs own disjoint synapses.
+    int n_native
+    const int64_t* nat_off
+    const int32_t* nat_mult  # 1: multiplicative weight dependence, 0: additive
+    const uint8_t* nat_reset  # 1: a tick empties the program's sensors
+    const int32_t* q_syn  # q -> s
+    # Parameter rows of 8: A_plus, A_minus, w_min, w_max [steps], the bounds of a new
+    # weight ceil(w_min - 1e-9) and floor(w_max + 1e-9), eta_causal, eta_acausal [sensor
+    # LSB per pair at zero delay] (K = readout / eta). Program g's row of position q is
+    # nat_par[g] + (q - nat_off[g]), or nat_par[g] for all where nat_uniform[g].
+    const int64_t* nat_par
+    const uint8_t* nat_uniform
+    const double* q_par
+    const int32_t* j_q  # j -> q, or -1 (no program owns the synapse)
+    const int32_t* k_q  # k -> q, or -1
+    const EntryInfo* jinfo  # j
+    const EntryInfo* kinfo  # k
+    # smallest accumulated value that reads more than empty, per j (causal) and k; inf
+    # where no compiled program owns the synapse
+    const float* thr_c
+    const float* thr_a
+    int64_t found_cap  # longest list of sensors that crossed (see Trial.found)
+    # ticks of compiled programs that run inside the engine, in execution order
+    int64_t n_ntk
+    const int64_t* ntk_step
+    const int32_t* ntk_prog
 
 
 cdef struct Rng:  # xoshiro256+ (Poisson background generators)
@@ -444,6 +508,30 @@ cdef struct Rng:  # xoshiro256+ (Poisson background generators)
     uint64_t s1
     uint64_t s2
     uint64_t s3
+
+
+cdef struct NatItem:  # a synapse a compiled program updates at a tick
+    int32_t q
+    int32_t s
+    uint8_t rc  # its readouts
+    uint8_t ra
+    uint8_t zc  # the readouts of its empty sensors
+    uint8_t za
+
+
+cdef struct NatState:  # per position q of the compiled programs, per trial (24 bytes)
+    double carry  # fraction of a weight step carried to the next tick
+    uint32_t mark  # tick stamp: listed at that tick ...
+    int32_t slot  # ... as this item
+    int16_t w  # the synapse's weight (kept equal to Trial.weights between full ticks)
+
+
+cdef struct EntryInfo:  # per j or k entry: what a tick of a compiled program needs (24 bytes)
+    double offh  # readout offset + 0.5 [LSB]
+    int32_t q  # position, or -1 (no compiled program owns the synapse)
+    int32_t s  # synapse
+    uint8_t zero  # readout of this empty sensor
+    uint8_t zero_other  # readout of the synapse's other sensor when empty
 
 
 cdef struct Trial:
@@ -489,11 +577,11 @@ cdef struct Trial:
     int16_t* weights  # s: written by kernels
     int16_t* applied  # s: weights in effect
     uint8_t* changed  # per block of 64 synapses: a written weight differs (scratch)
-    uint8_t* read_c  # s: 8-bit sensor readouts, kept up to date
+    uint8_t* read_c  # s: 8-bit sensor readouts, brought up to date by _refresh_readouts
     uint8_t* read_a
     double* amp  # k
     float* acc_a  # k
-    double* last_pre  # j
+    double* key_last  # per routing key: time of its last arrival (the pre traces)
     float* acc_c  # j
     double* gain  # [exc..., inh...] synaptic gain per local circuit
     double* last_post
@@ -502,6 +590,23 @@ cdef struct Trial:
     double* stp_u
     double* stp_last
     double* stp_f
+    # touched sensors per consumer (see Params.n_cons)
+    uint8_t* dflag_k  # n_cons x n_keys: listed
+    uint8_t* dflag_c  # n_cons x max(n, 1)
+    vector[int32_t]* dlist_k  # n_cons lists
+    vector[int32_t]* dlist_c
+    # compiled programs
+    NatState* nat  # q
+    uint8_t* nat_stale  # per program: readouts were refreshed since its previous tick
+    uint32_t stamp
+    vector[int32_t]* keep  # per program: positions to process at its next tick anyway
+    vector[int32_t]* found  # entries (j or k, << 1 | causal) that began to read more than
+                            # empty since the previous tick of their program
+    vector[NatItem]* cur  # positions processed at this tick (scratch)
+    uint8_t* nat_full  # per program: process every position at its next tick
+    int64_t ntk_next  # next engine tick of the compiled programs
+    int64_t ntk_end  # engine ticks before this one may run in the current advance
+    int64_t* ntk_clipped  # per engine tick: weights clipped to 0..63
 
 
 cdef inline uint64_t _splitmix(uint64_t* x) noexcept nogil:
@@ -557,6 +662,7 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
     cdef int64_t k
     cdef int32_t d
     cdef double h, x, u, a, arg
+    cdef float old
     if p.any_stp:  # every driver the event passes updates its state once
         for k in range(p.stp_key_ptr[key], p.stp_key_ptr[key + 1]):
             d = p.stp_key_drv[k]
@@ -581,23 +687,399 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
             # post trace of the target circuit; traces older than 40 tau (< 1e-15 LSB) skipped
             arg = (st.last_post[p.entry_circ[k]] - t) * p.inv_tau_a[k]
             if arg > -40.0:
-                x = st.acc_a[k] + p.eta_a[k] * exp(arg)
+                old = st.acc_a[k]
+                x = old + p.eta_a[k] * exp(arg)
                 st.acc_a[k] = <float>(x if x < p.corr_sat else p.corr_sat)
-                st.read_a[p.entry_syn[k]] = _readout(st.acc_a[k] + p.offh_a[k])
-            st.last_pre[p.entry_post[k]] = t
+                if p.n_native and st.acc_a[k] >= p.thr_a[k] and old < p.thr_a[k]:
+                    _found(p, st, k, 0)
+    if p.sensors:
+        st.key_last[key] = t
+        _touch(p.kc_ptr, p.kc_cons, key, st.dflag_k, p.n_keys, st.dlist_k)
+
+
+cdef inline void _touch(const int64_t* ptr, const int32_t* cons, int32_t x, uint8_t* flags,
+                        int64_t stride, vector[int32_t]* lists) noexcept nogil:
+    """List key or circuit ``x`` with each of its consumers that has not listed it yet
+    (bit 30 of a consumer entry, passed on with ``x``: all its entries are the consumer's)."""
+    cdef int64_t c
+    cdef int32_t g, entry
+    for c in range(ptr[x], ptr[x + 1]):
+        entry = cons[c]
+        g = entry & 0xFFFF
+        if not flags[g * stride + x]:
+            flags[g * stride + x] = 1
+            lists[g].push_back(x | (entry & 0x40000000))
+
+
+cdef inline void _found(const Params* p, Trial* st, int64_t e, int causal) noexcept nogil:
+    """Entry ``e`` of the j (``causal``) or k order, owned by a compiled program, now
+    reads more than empty: list it for the program's next tick."""
+    cdef int g
+    if <int64_t>st.found[0].size() >= p.found_cap:  # programs that rarely tick
+        st.found[0].clear()
+        for g in range(p.n_native):
+            st.nat_full[g] = 2  # their next ticks scan every sensor
+    st.found[0].push_back(<int32_t>((e << 1) | causal))
 
 
 cdef inline void _post_spike(const Params* p, Trial* st, int i, double ts) noexcept nogil:
     """Circuit ``i`` spiked at ``ts``: causal sensors of its synapses, its post trace."""
     cdef int64_t j
     cdef double arg, x
+    cdef float old
+    cdef const double* key_last = st.key_last
     for j in range(p.post_ptr[i], p.post_ptr[i + 1]):
-        arg = (st.last_pre[j] - ts) * p.inv_tau_c[j]
+        arg = (key_last[p.j_key[j]] - ts) * p.inv_tau_c[j]
         if arg > -40.0:
-            x = st.acc_c[j] + p.eta_c[j] * exp(arg)
+            old = st.acc_c[j]
+            x = old + p.eta_c[j] * exp(arg)
             st.acc_c[j] = <float>(x if x < p.corr_sat else p.corr_sat)
-            st.read_c[p.post_syn[j]] = _readout(st.acc_c[j] + p.offh_c[j])
+            if p.n_native and st.acc_c[j] >= p.thr_c[j] and old < p.thr_c[j]:
+                _found(p, st, j, 1)
     st.last_post[i] = ts
+    _touch(p.cc_ptr, p.cc_cons, i, st.dflag_c, p.n if p.n > 0 else 1, st.dlist_c)
+
+
+cdef void _refresh_readouts(const Params* p, Trial* st) noexcept nogil:
+    """Bring the 8-bit readouts of the sensors touched since the last refresh up to date."""
+    cdef vector[int32_t]* lk = &st.dlist_k[0]
+    cdef vector[int32_t]* lc = &st.dlist_c[0]
+    cdef size_t a
+    cdef int32_t x
+    cdef int64_t k, j
+    cdef int g
+    if lk[0].size() or lc[0].size():
+        for g in range(p.n_native):
+            st.nat_stale[g] = 1
+    for a in range(lk[0].size()):
+        x = lk[0][a] & 0x3FFFFFFF
+        st.dflag_k[x] = 0
+        for k in range(p.key_ptr[x], p.key_ptr[x + 1]):
+            st.read_a[p.entry_syn[k]] = _readout(st.acc_a[k] + p.offh_a[k])
+    lk[0].clear()
+    for a in range(lc[0].size()):
+        x = lc[0][a] & 0x3FFFFFFF
+        st.dflag_c[x] = 0
+        for j in range(p.post_ptr[x], p.post_ptr[x + 1]):
+            st.read_c[p.post_syn[j]] = _readout(st.acc_c[j] + p.offh_c[j])
+    lc[0].clear()
+
+
+cdef inline uint8_t _read_causal(const Params* p, const Trial* st, int32_t s) noexcept nogil:
+    cdef int64_t j = p.syn_post[s]
+    return p.zero_c[s] if j < 0 else _readout(st.acc_c[j] + p.offh_c[j])
+
+
+cdef inline uint8_t _read_acausal(const Params* p, const Trial* st, int32_t s) noexcept nogil:
+    cdef int64_t k = p.syn_entry[s]
+    return p.zero_a[s] if k < 0 else _readout(st.acc_a[k] + p.offh_a[k])
+
+
+cdef inline int _update(const Params* p, Trial* st, int g, const NatItem* it,
+                        int write_readouts) noexcept nogil:
+    """The weight update of one synapse of compiled program ``g``; returns 1 if the new
+    weight was clipped to 0..63."""
+    cdef int64_t q = it.q
+    cdef int32_t s = it.s
+    cdef const double* par = p.q_par + 8 * (p.nat_par[g] + (0 if p.nat_uniform[g] else q - p.nat_off[g]))
+    cdef NatState* ns = &st.nat[q]
+    cdef double kp, km, w, dw, c, step, y
+    cdef double lo = par[4]
+    cdef double hi = par[5]
+    cdef int16_t wi
+    cdef int clipped = 0
+    cdef int64_t k
+    cdef int quiet = it.rc == it.zc and it.ra == it.za
+    w = <double>ns.w
+    if quiet:  # K+ = K- = 0: dw = +-0 leaves the carry as it is
+        c = ns.carry
+    else:
+        kp = <double>it.rc - <double>it.zc
+        kp = (kp if kp > 0.0 else 0.0) / par[6]
+        km = <double>it.ra - <double>it.za
+        km = (km if km > 0.0 else 0.0) / par[7]
+        if p.nat_mult[g]:
+            dw = par[0] * (par[3] - w) * kp - par[1] * (w - par[2]) * km
+        else:
+            dw = par[0] * par[3] * kp - par[1] * par[3] * km
+        c = ns.carry + dw
+    step = cysim_floor(c + 0.5)
+    c = c - step
+    ns.carry = c
+    y = w + step
+    y = lo if y < lo else y
+    y = hi if y > hi else y
+    y = cysim_floor(y + 0.5)
+    y = -32768.0 if y < -32768.0 else (32767.0 if y > 32767.0 else y)
+    wi = <int16_t>y
+    if wi < 0 or wi > 63:
+        clipped = 1
+        wi = 0 if wi < 0 else 63
+    if wi != ns.w:  # (the weight in effect equals the written one before a tick)
+        ns.w = wi
+        st.weights[s] = wi
+        st.applied[s] = wi
+        k = p.syn_entry[s]
+        if k >= 0:
+            st.amp[k] = ((<double>wi * p.syn_dg[s]) * p.syn_sg[s]) * st.gain[p.syn_gidx[s]]
+    if p.nat_reset[g]:
+        if write_readouts and not quiet:
+            st.read_c[s] = it.zc
+            st.read_a[s] = it.za
+    elif not quiet:
+        st.keep[g].push_back(<int32_t>q)
+        return clipped
+    # unsettled: a carry that rounds to a step, or a weight outside the bounds
+    y = <double>wi
+    y = lo if y < lo else y
+    y = hi if y > hi else y
+    if cysim_floor(c + 0.5) != 0.0 or y != <double>wi:
+        st.keep[g].push_back(<int32_t>q)
+    return clipped
+
+
+cdef int64_t _settle(const Params* p, Trial* st, int g) noexcept nogil:
+    """The positions of program ``g`` not listed at this tick: empty sensors (K = 0), so
+    only the carry and the bounds act (as in :func:`_update`); returns the number of
+    weights clipped to 0..63."""
+    cdef int64_t q0 = p.nat_off[g]
+    cdef int64_t q1 = p.nat_off[g + 1]
+    cdef int uniform = p.nat_uniform[g]
+    cdef const double* par = p.q_par + 8 * p.nat_par[g]
+    cdef int64_t q, k
+    cdef int32_t s
+    cdef NatState* ns
+    cdef double c, step, y, lo, hi
+    cdef int16_t wi
+    cdef int64_t clipped = 0
+    cdef uint32_t stamp = st.stamp
+    for q in range(q0, q1):
+        ns = &st.nat[q]
+        if ns.mark == stamp:
+            continue
+        if not uniform:
+            par = p.q_par + 8 * (p.nat_par[g] + q - q0)
+        lo = par[4]
+        hi = par[5]
+        c = ns.carry
+        step = cysim_floor(c + 0.5)
+        y = <double>ns.w
+        if step == 0.0 and lo <= y <= hi:
+            continue  # nothing changes (carry - 0 is the carry)
+        c = c - step
+        ns.carry = c
+        y = y + step
+        y = lo if y < lo else y
+        y = hi if y > hi else y
+        y = cysim_floor(y + 0.5)
+        y = -32768.0 if y < -32768.0 else (32767.0 if y > 32767.0 else y)
+        wi = <int16_t>y
+        if wi < 0 or wi > 63:
+            clipped += 1
+            wi = 0 if wi < 0 else 63
+        s = p.q_syn[q]
+        if wi != ns.w:
+            ns.w = wi
+            st.weights[s] = wi
+            st.applied[s] = wi
+            k = p.syn_entry[s]
+            if k >= 0:
+                st.amp[k] = ((<double>wi * p.syn_dg[s]) * p.syn_sg[s]) * st.gain[p.syn_gidx[s]]
+        y = <double>wi
+        y = lo if y < lo else y
+        y = hi if y > hi else y
+        if cysim_floor(c + 0.5) != 0.0 or y != <double>wi:
+            st.keep[g].push_back(<int32_t>q)
+    return clipped
+
+
+cdef inline void _list(const Params* p, Trial* st, int64_t e, int causal) noexcept nogil:
+    """Entry ``e`` of the j (``causal``) or k order reads more than empty (or did when it
+    was found): list its synapse for this tick with its readouts.
+
+    The other sensor of a newly listed synapse reads empty unless it is listed itself (or
+    the previous tick kept the synapse: then both were read): reading more than empty
+    now, it was emptied at the previous tick (or, without reset, read empty then, else the
+    synapse would have been kept) and has since crossed, so it was found as well."""
+    cdef vector[NatItem]* cur = st.cur
+    cdef const EntryInfo* info = (p.jinfo if causal else p.kinfo) + e
+    cdef uint8_t r = _readout((st.acc_c[e] if causal else st.acc_a[e]) + info.offh)
+    cdef NatState* ns
+    cdef NatItem item
+    if r <= info.zero:  # emptied from Python since
+        return
+    ns = &st.nat[info.q]
+    if ns.mark != st.stamp:
+        ns.mark = st.stamp
+        ns.slot = <int32_t>cur[0].size()
+        item.q = info.q
+        item.s = info.s
+        if causal:
+            item.rc = r
+            item.zc = info.zero
+            item.ra = info.zero_other
+            item.za = info.zero_other
+        else:
+            item.ra = r
+            item.za = info.zero
+            item.rc = info.zero_other
+            item.zc = info.zero_other
+        cur[0].push_back(item)
+    elif causal:
+        cur[0][ns.slot].rc = r
+    else:
+        cur[0][ns.slot].ra = r
+
+
+cdef inline void _empty(const Params* p, Trial* st, int64_t q0, int64_t q1, int32_t x,
+                        int causal) noexcept nogil:
+    """Empty the sensors of the synapses of positions ``q0:q1`` among the entries of the
+    circuit (``causal``) or key in list entry ``x``."""
+    cdef int32_t y = x & 0x3FFFFFFF
+    cdef int64_t e0 = p.post_ptr[y] if causal else p.key_ptr[y]
+    cdef int64_t e1 = p.post_ptr[y + 1] if causal else p.key_ptr[y + 1]
+    cdef float* acc = st.acc_c if causal else st.acc_a
+    cdef const int32_t* owner = p.j_q if causal else p.k_q
+    cdef int64_t e, q
+    if x & 0x40000000:  # all of them are the program's
+        memset(acc + e0, 0, (e1 - e0) * sizeof(float))
+        return
+    for e in range(e0, e1):
+        q = owner[e]
+        if q0 <= q < q1:
+            acc[e] = 0.0
+
+
+cdef inline int _mine(const Params* p, int32_t entry, int64_t q0, int64_t q1) noexcept nogil:
+    """Whether found-list ``entry`` belongs to the program of positions ``q0:q1``."""
+    cdef int64_t q = (p.jinfo if entry & 1 else p.kinfo)[entry >> 1].q
+    return q0 <= q < q1
+
+
+cdef int64_t _native_tick(const Params* p, Trial* st, int g) noexcept nogil:
+    """A tick of compiled STDP program ``g`` in one trial; returns the number of weights
+    clipped to 0..63.
+
+    The arithmetic of the program's Python kernel, element by element, for every synapse
+    it owns; but only the synapses whose sensors began to read more than empty since its
+    previous tick (the engine lists them when an event or a spike raises a sensor past
+    its first step), and those the previous tick left unsettled, are visited: any other
+    one reads empty sensors, and its weight and carry stay as they are. The sensors that
+    events and spikes touched are emptied. The first tick, and the first after weights
+    were written from Python, visit all synapses.
+    """
+    cdef int64_t q0 = p.nat_off[g]
+    cdef int64_t q1 = p.nat_off[g + 1]
+    cdef int reset = p.nat_reset[g]
+    cdef int cons = g + 1
+    cdef int nn = p.n if p.n > 0 else 1
+    cdef vector[int32_t]* lk = &st.dlist_k[cons]
+    cdef vector[int32_t]* lc = &st.dlist_c[cons]
+    cdef vector[int32_t]* keep = &st.keep[g]
+    cdef vector[int32_t]* found = st.found
+    cdef vector[NatItem]* cur = st.cur
+    cdef uint8_t* fk = st.dflag_k + cons * p.n_keys
+    cdef uint8_t* fc = st.dflag_c + cons * nn
+    cdef size_t a, n_found, kept
+    cdef int32_t x, s, entry
+    cdef int64_t q, e
+    cdef int64_t clipped = 0
+    cdef int full = st.nat_full[g]
+    cdef int write_readouts = full or st.nat_stale[g]
+    cdef int only = p.n_native == 1
+    cdef const EntryInfo* info
+    cdef NatItem item
+    cdef NatState* ns
+    st.stamp += 1
+    cur[0].clear()
+    if full:  # weights may have been written from Python: take them over
+        for q in range(q0, q1):
+            st.nat[q].w = st.weights[p.q_syn[q]]
+    if full == 2:  # sensors that crossed were not all listed: scan all
+        keep[0].clear()
+        for e in range(p.n_entries):
+            q = p.j_q[e]
+            if q0 <= q < q1:
+                _list(p, st, e, 1)
+            q = p.k_q[e]
+            if q0 <= q < q1:
+                _list(p, st, e, 0)
+    else:
+        # positions left unsettled by the previous tick
+        for a in range(keep[0].size()):
+            q = keep[0][a]
+            s = p.q_syn[q]
+            ns = &st.nat[q]
+            ns.mark = st.stamp
+            ns.slot = <int32_t>cur[0].size()
+            item.q = <int32_t>q
+            item.s = s
+            item.rc = _read_causal(p, st, s)
+            item.ra = _read_acausal(p, st, s)
+            item.zc = p.zero_c[s]
+            item.za = p.zero_a[s]
+            cur[0].push_back(item)
+    keep[0].clear()
+    # sensors that began to read more than empty (those of other programs stay listed)
+    n_found = found[0].size()
+    kept = 0
+    if full != 2:  # the entries lie scattered: ask for all of them at once
+        for a in range(n_found):
+            entry = found[0][a]
+            cysim_prefetch((p.jinfo if entry & 1 else p.kinfo) + (entry >> 1))
+        for a in range(n_found):
+            entry = found[0][a]
+            info = (p.jinfo if entry & 1 else p.kinfo) + (entry >> 1)
+            cysim_prefetch(&st.nat[info.q])
+            if only and not p.nat_uniform[0]:
+                cysim_prefetch(p.q_par + 8 * (p.nat_par[0] + info.q - q0))
+            cysim_prefetch((st.acc_c if entry & 1 else st.acc_a) + (entry >> 1))
+    for a in range(n_found):
+        entry = found[0][a]
+        if only or _mine(p, entry, q0, q1):
+            if full != 2:
+                _list(p, st, entry >> 1, entry & 1)
+        else:
+            found[0][kept] = entry
+            kept += 1
+    found[0].resize(kept)
+    # empty the sensors that circuits (spikes) and keys (events) touched
+    for a in range(lc[0].size()):
+        x = lc[0][a]
+        fc[x & 0x3FFFFFFF] = 0
+        if reset and full != 2:
+            _empty(p, st, q0, q1, x, 1)
+    lc[0].clear()
+    for a in range(lk[0].size()):
+        x = lk[0][a]
+        fk[x & 0x3FFFFFFF] = 0
+        if reset and full != 2:
+            _empty(p, st, q0, q1, x, 0)
+    lk[0].clear()
+    if full == 2 and reset:
+        for e in range(p.n_entries):
+            q = p.j_q[e]
+            if q0 <= q < q1:
+                st.acc_c[e] = 0.0
+            q = p.k_q[e]
+            if q0 <= q < q1:
+                st.acc_a[e] = 0.0
+    for a in range(cur[0].size()):
+        clipped += _update(p, st, g, &cur[0][a], write_readouts)
+    if full:  # every other position reads empty sensors
+        clipped += _settle(p, st, g)
+        st.nat_full[g] = 0
+    st.nat_stale[g] = 0
+    return clipped
+
+
+cdef void _native_ticks(const Params* p, Trial* st, int64_t step) noexcept nogil:
+    """Run the engine ticks of compiled programs due at or before ``step``."""
+    cdef int64_t nt = st.ntk_next
+    while nt < st.ntk_end and p.ntk_step[nt] <= step:
+        st.ntk_clipped[nt] = _native_tick(p, st, p.ntk_prog[nt])
+        nt += 1
+    st.ntk_next = nt
 
 
 cdef void _free_trial(Trial* st) noexcept nogil:
@@ -732,6 +1214,9 @@ cdef void _advance(const Params* p, Trial* st, int64_t step_end) noexcept nogil:
     for step in range(st.step, step_end):
         t = step * dt
         t_end = t + dt
+        # --- ticks of compiled plasticity programs ---------------------------------------
+        if st.ntk_next < st.ntk_end and p.ntk_step[st.ntk_next] <= step:
+            _native_ticks(p, st, step)
         # --- events arriving now -------------------------------------------------------
         if dirty[slot]:
             if plastic:
@@ -846,6 +1331,8 @@ cdef void _advance(const Params* p, Trial* st, int64_t step_end) noexcept nogil:
 
     if step_end > st.step:
         st.step = step_end
+    if st.ntk_next < st.ntk_end and p.ntk_step[st.ntk_next] <= step_end:
+        _native_ticks(p, st, step_end)
     # a pausing run takes the CADC sample due at the pause now, so that a kernel sees the
     # state at the tick (the same draws in the same order as without the pause)
     if plastic and step_end < p.n_steps and cadc_next < p.n_cadc \
@@ -962,6 +1449,8 @@ cdef class Session:
     cdef vector[vector[int32_t]] sp_circ
     cdef vector[vector[double]] sp_time
     cdef vector[vector[int32_t]] queues
+    cdef vector[vector[int32_t]] lists  # touched keys and circuits, keep lists
+    cdef vector[vector[NatItem]] items
     cdef readonly object cadc
     cdef readonly object madc
     cdef readonly dict arrays  # the per-trial plasticity arrays (NumPy, shared with C)
@@ -1111,6 +1600,7 @@ cdef class Session:
         cdef int64_t[::1] li
         cdef int32_t[::1] ii
         cdef uint8_t[::1] bb
+        cdef float[::1] ff
         p.plastic = 1
         p.sensors = 1 if pl["sensors"] else 0
         p.any_stp = 1 if pl["any_stp"] else 0
@@ -1120,7 +1610,6 @@ cdef class Session:
         li = typed("key_ptr", np.int64); p.key_ptr = &li[0]
         ii = typed("key_target", np.int32); p.key_target = &ii[0]
         ii = typed("entry_syn", np.int32); p.entry_syn = &ii[0]
-        ii = typed("entry_post", np.int32); p.entry_post = &ii[0]
         ii = typed("entry_drv", np.int32); p.entry_drv = &ii[0]
         ii = typed("entry_circ", np.int32); p.entry_circ = &ii[0]
         d = typed("eta_a", np.float64); p.eta_a = &d[0]
@@ -1143,26 +1632,78 @@ cdef class Session:
         d = typed("stp_U", np.float64); p.stp_U = &d[0]
         d = typed("stp_inv_rec", np.float64); p.stp_inv_rec = &d[0]
         d = typed("stp_inv_fac", np.float64); p.stp_inv_fac = &d[0]
+        p.n_keys = pl["n_keys"]
+        ii = typed("j_key", np.int32); p.j_key = &ii[0]
+        ii = typed("syn_post", np.int32); p.syn_post = &ii[0]
+        bb = typed("zero_cj", np.uint8); p.zero_cj = &bb[0]
+        bb = typed("zero_ak", np.uint8); p.zero_ak = &bb[0]
+        bb = typed("zero_aj", np.uint8); p.zero_aj = &bb[0]
+        bb = typed("zero_ck", np.uint8); p.zero_ck = &bb[0]
+        li = typed("kc_ptr", np.int64); p.kc_ptr = &li[0]
+        ii = typed("kc_cons", np.int32); p.kc_cons = &ii[0]
+        li = typed("cc_ptr", np.int64); p.cc_ptr = &li[0]
+        ii = typed("cc_cons", np.int32); p.cc_cons = &ii[0]
+        cdef int G = pl["n_native"]
+        p.n_native = G
+        p.n_cons = 1 + G
+        li = typed("nat_off", np.int64); p.nat_off = &li[0]
+        ii = typed("nat_mult", np.int32); p.nat_mult = &ii[0]
+        bb = typed("nat_reset", np.uint8); p.nat_reset = &bb[0]
+        ii = typed("q_syn", np.int32); p.q_syn = &ii[0]
+        bb = typed("nat_uniform", np.uint8); p.nat_uniform = &bb[0]
+        li = typed("nat_par", np.int64); p.nat_par = &li[0]
+        d = typed("q_par", np.float64); p.q_par = &d[0]
+        ii = typed("j_q", np.int32); p.j_q = &ii[0]
+        ii = typed("k_q", np.int32); p.k_q = &ii[0]
+        bb = typed("jinfo", np.uint8); p.jinfo = <const EntryInfo*>&bb[0]
+        bb = typed("kinfo", np.uint8); p.kinfo = <const EntryInfo*>&bb[0]
+        if sizeof(EntryInfo) != 24 or sizeof(NatState) != 24:
+            raise RuntimeError("internal: unexpected layout of the compiled-program state")
+        p.found_cap = pl["found_cap"]
+        ff = typed("thr_c", np.float32); p.thr_c = &ff[0]
+        ff = typed("thr_a", np.float32); p.thr_a = &ff[0]
+        li = typed("ntk_step", np.int64); p.ntk_step = &li[0]
+        ii = typed("ntk_prog", np.int32); p.ntk_prog = &ii[0]
+        p.n_ntk = np.asarray(pl["ntk_step"]).size
+        cdef int64_t Q = max(int(pl["nat_off"][G]), 1)
+        cdef int64_t NT = max(p.n_ntk, 1)
+        cdef int ncons = p.n_cons
 
         n_drv = pl["n_drivers"]
-        arrays = {
-            "weights": np.zeros((T, Sa), dtype=np.int16),
-            "applied": np.zeros((T, Sa), dtype=np.int16),
-            "changed": np.zeros((T, Sa // 64 + 1), dtype=np.uint8),
-            "read_c": np.zeros((T, Sa), dtype=np.uint8),
-            "read_a": np.zeros((T, Sa), dtype=np.uint8),
-            "amp": np.zeros((T, Ea)),
-            "acc_a": np.zeros((T, Ea), dtype=np.float32),
-            "last_pre": np.full((T, Ea), -np.inf),
-            "acc_c": np.zeros((T, Ea), dtype=np.float32),
-            "gain": np.zeros((T, 2 * nn)),
-            "last_post": np.full((T, nn), -np.inf),
-            "counts": np.zeros((T, nn), dtype=np.uint8),
-            "stp_x": np.ones((T, n_drv)),
-            "stp_u": np.zeros((T, n_drv)),
-            "stp_last": np.full((T, n_drv), -np.inf),
-            "stp_f": np.ones((T, n_drv)),
-        }
+        pool = pl.get("_pool") or {}
+
+        def new_array(name, shape, dtype, fill):
+            """A filled array; the memory of a finished session's array of the same
+            shape if ``plastic["_pool"]`` has one (filling touches no fresh pages)."""
+            a = pool.get(name)
+            if a is None or a.shape != shape or a.dtype != np.dtype(dtype):
+                return np.zeros(shape, dtype=dtype) if fill == 0 else np.full(shape, fill, dtype=dtype)
+            a.fill(fill)
+            return a
+
+        arrays = {}
+        arrays["weights"] = new_array("weights", (T, Sa), np.int16, 0)
+        arrays["applied"] = new_array("applied", (T, Sa), np.int16, 0)
+        arrays["changed"] = new_array("changed", (T, Sa // 64 + 1), np.uint8, 0)
+        arrays["read_c"] = new_array("read_c", (T, Sa), np.uint8, 0)
+        arrays["read_a"] = new_array("read_a", (T, Sa), np.uint8, 0)
+        arrays["amp"] = new_array("amp", (T, Ea), np.float64, 0)
+        arrays["acc_a"] = new_array("acc_a", (T, Ea), np.float32, 0)
+        arrays["key_last"] = new_array("key_last", (T, p.n_keys), np.float64, -np.inf)
+        arrays["acc_c"] = new_array("acc_c", (T, Ea), np.float32, 0)
+        arrays["gain"] = new_array("gain", (T, 2 * nn), np.float64, 0)
+        arrays["last_post"] = new_array("last_post", (T, nn), np.float64, -np.inf)
+        arrays["counts"] = new_array("counts", (T, nn), np.uint8, 0)
+        arrays["stp_x"] = new_array("stp_x", (T, n_drv), np.float64, 1)
+        arrays["stp_u"] = new_array("stp_u", (T, n_drv), np.float64, 0)
+        arrays["stp_last"] = new_array("stp_last", (T, n_drv), np.float64, -np.inf)
+        arrays["stp_f"] = new_array("stp_f", (T, n_drv), np.float64, 1)
+        arrays["dflag_k"] = new_array("dflag_k", (T, ncons * p.n_keys), np.uint8, 0)
+        arrays["dflag_c"] = new_array("dflag_c", (T, ncons * nn), np.uint8, 0)
+        arrays["nat"] = new_array("nat", (T, 3 * Q), np.float64, 0)  # NatState per position (24 bytes)
+        arrays["nat_stale"] = new_array("nat_stale", (T, max(G, 1)), np.uint8, 0)
+        arrays["nat_full"] = new_array("nat_full", (T, max(G, 1)), np.uint8, 1)
+        arrays["ntk_clipped"] = new_array("ntk_clipped", (T, NT), np.int64, 0)
         arrays["weights"][:, :S] = np.asarray(pl["weights"], dtype=np.int16)[None, :]
         arrays["gain"][:, : 2 * n] = np.asarray(pl["gain"], dtype=np.float64).reshape(1, -1)
         arrays["stp_u"][:] = np.asarray(pl["stp_U"], dtype=np.float64)[None, :]
@@ -1174,7 +1715,7 @@ cdef class Session:
         cdef uint8_t[:, ::1] read_a = arrays["read_a"]
         cdef double[:, ::1] amp = arrays["amp"]
         cdef float[:, ::1] acc_a = arrays["acc_a"]
-        cdef double[:, ::1] last_pre = arrays["last_pre"]
+        cdef double[:, ::1] key_last = arrays["key_last"]
         cdef float[:, ::1] acc_c = arrays["acc_c"]
         cdef double[:, ::1] gain = arrays["gain"]
         cdef double[:, ::1] last_post = arrays["last_post"]
@@ -1183,6 +1724,16 @@ cdef class Session:
         cdef double[:, ::1] stp_u = arrays["stp_u"]
         cdef double[:, ::1] stp_last = arrays["stp_last"]
         cdef double[:, ::1] stp_f = arrays["stp_f"]
+        cdef uint8_t[:, ::1] dflag_k = arrays["dflag_k"]
+        cdef uint8_t[:, ::1] dflag_c = arrays["dflag_c"]
+        cdef double[:, ::1] nat = arrays["nat"]
+        cdef uint8_t[:, ::1] nat_stale = arrays["nat_stale"]
+        cdef uint8_t[:, ::1] nat_full = arrays["nat_full"]
+        cdef int64_t[:, ::1] ntk_clipped = arrays["ntk_clipped"]
+        # per trial: ncons key lists, ncons circuit lists, G keep lists, the found list
+        cdef int64_t per = 2 * ncons + G + 1
+        self.lists.resize(T * per)
+        self.items.resize(T)
         self.queues.resize(T * stride)
         for tr in range(T):
             st = &self.trials[tr]
@@ -1194,7 +1745,6 @@ cdef class Session:
             st.read_a = &read_a[tr, 0]
             st.amp = &amp[tr, 0]
             st.acc_a = &acc_a[tr, 0]
-            st.last_pre = &last_pre[tr, 0]
             st.acc_c = &acc_c[tr, 0]
             st.gain = &gain[tr, 0]
             st.last_post = &last_post[tr, 0]
@@ -1203,6 +1753,21 @@ cdef class Session:
             st.stp_u = &stp_u[tr, 0]
             st.stp_last = &stp_last[tr, 0]
             st.stp_f = &stp_f[tr, 0]
+            st.key_last = &key_last[tr, 0]
+            st.dflag_k = &dflag_k[tr, 0]
+            st.dflag_c = &dflag_c[tr, 0]
+            st.dlist_k = &self.lists[tr * per]
+            st.dlist_c = &self.lists[tr * per + ncons]
+            st.keep = &self.lists[tr * per + 2 * ncons]
+            st.found = &self.lists[tr * per + 2 * ncons + G]
+            st.cur = &self.items[tr]
+            st.nat = <NatState*>&nat[tr, 0]
+            st.nat_stale = &nat_stale[tr, 0]
+            st.nat_full = &nat_full[tr, 0]
+            st.ntk_clipped = &ntk_clipped[tr, 0]
+            st.stamp = 0
+            st.ntk_next = 0
+            st.ntk_end = 0
         self.reset_correlation(-1)
         self.apply_weights(force=True)
 
@@ -1210,6 +1775,11 @@ cdef class Session:
     def step(self):
         """The next step to integrate (the same for all trials)."""
         return self.trials[0].step if self.n_trials > 0 else 0
+
+    @property
+    def engine_ticks_done(self):
+        """Number of engine ticks of compiled programs run so far (the same for all trials)."""
+        return self.trials[0].ntk_next if self.n_trials > 0 else 0
 
     @property
     def cadc_count(self):
@@ -1235,13 +1805,19 @@ cdef class Session:
         if failed:
             raise MemoryError("the virtual chip could not allocate its state for a trial")
 
-    def advance(self, int64_t step_end):
-        """Integrate all trials up to (excluding) ``step_end`` (at most the run's end)."""
+    def advance(self, int64_t step_end, int64_t ticks=-1):
+        """Integrate all trials up to (excluding) ``step_end`` (at most the run's end),
+        running the engine ticks of compiled programs (``plastic["ntk_step"]``) with an
+        index below ``ticks`` (-1: all) at their steps, those at ``step_end`` included."""
         cdef int64_t tr
         if not self.started:
             self.start()
         if step_end > self.p.n_steps:
             step_end = self.p.n_steps
+        if ticks < 0 or ticks > self.p.n_ntk:
+            ticks = self.p.n_ntk
+        for tr in range(self.n_trials):
+            self.trials[tr].ntk_end = ticks
         if self.n_trials == 1 or self.threads == 1:
             with nogil:
                 for tr in range(self.n_trials):
@@ -1307,14 +1883,44 @@ cdef class Session:
 
     def apply_weights(self, bint force=False):
         """Bring the weights written by a kernel into effect; returns how many were out of
-        0..63 (they are clipped, also in the written array)."""
+        0..63 (they are clipped, also in the written array). Compiled programs then visit
+        all their synapses at their next tick."""
         cdef Params* p = &self.p
         cdef int64_t tr, clipped = 0
+        cdef int g
         if not p.plastic:
             return 0
         with nogil:
             for tr in range(self.n_trials):
                 clipped += _apply_trial_weights(p, &self.trials[tr], force)
+                for g in range(p.n_native):
+                    if self.trials[tr].nat_full[g] == 0:
+                        self.trials[tr].nat_full[g] = 1
+        return clipped
+
+    def refresh_readouts(self):
+        """Bring the 8-bit sensor readouts (``arrays["read_c"]``, ``["read_a"]``) of every
+        trial up to date."""
+        cdef Params* p = &self.p
+        cdef int64_t tr
+        if not (p.plastic and p.sensors):
+            return
+        with nogil:
+            for tr in range(self.n_trials):
+                _refresh_readouts(p, &self.trials[tr])
+
+    def native_tick(self, int g):
+        """Run a tick of compiled program ``g`` in every trial now; returns the number of
+        weights clipped to 0..63 (all trials)."""
+        cdef Params* p = &self.p
+        cdef int64_t tr, clipped = 0
+        if not (p.plastic and p.sensors) or not 0 <= g < p.n_native:
+            raise IndexError(f"no compiled plasticity program {g}")
+        if not self.started:
+            self.start()
+        with nogil:
+            for tr in range(self.n_trials):
+                clipped += _native_tick(p, &self.trials[tr], g)
         return clipped
 
     def set_trial_circuits(self, int64_t trial, dict arrays, gain):

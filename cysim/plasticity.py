@@ -1,5 +1,6 @@
 """Runs with plasticity: engine tables for tracked synapses, STP and sensors, and the tick
-loop that pauses the engine for the kernels of :mod:`cysim.ppu`.
+loop that pauses the engine for the kernels of :mod:`cysim.ppu` (compiled programs,
+:class:`~cysim.ppu.STDPProgram`, tick inside the engine instead).
 
 The equations (correlation sensors, spike counters, driver short-term plasticity) stand
 in the docstring of :mod:`cysim.engine`. A run takes this path when it has a plasticity
@@ -14,12 +15,16 @@ import numpy as np
 from . import _engine, engine
 from . import constants as C
 from .errors import KernelError, PlasticityError
-from .ppu import PlasticityContext
+from .ppu import PlasticityContext, STDPProgram
 from .result import PlasticityLog, PlasticityRecord
 
 _CORR_CELLS = ("corr_tau_causal", "corr_tau_acausal", "corr_amp_causal", "corr_amp_acausal")
 _STP_CELLS = ("stp_utilization", "stp_tau_rec", "stp_tau_fac")
 _MAX_TICKS = 10_000_000
+#: the engine lists sensors that cross their first step for the compiled programs' next
+#: ticks; beyond 2 * (routed synapses) + FOUND_LIST_MIN entries it drops the list and the
+#: programs' next ticks scan every sensor instead
+FOUND_LIST_MIN = 1024
 
 
 def rows_on(config) -> np.ndarray:
@@ -123,6 +128,8 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         x: np.clip(corr[f"offset_{x}"] + 0.5, 0.0, float(C.CORR_MAX)).astype(np.uint8)
         for x in ("causal", "acausal")
     }
+    syn_key = np.full(n_syn, -1, dtype=np.int64)
+    syn_key[e] = key
     return {
         "n_syn": n_syn,
         "n_entries": e.size,
@@ -131,7 +138,6 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "key_ptr": key_ptr,
         "key_target": (channel * n + loc)[entry_syn].astype(i32),
         "entry_syn": entry_syn.astype(i32),
-        "entry_post": syn_post[entry_syn].astype(i32),
         "entry_drv": (h * C.N_DRIVERS + d)[entry_syn].astype(i32),
         "entry_circ": loc[entry_syn].astype(i32),
         "eta_a": corr["eta_acausal"][entry_syn],
@@ -149,7 +155,17 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "syn_gidx": np.where(on, channel * n + loc, -1).astype(i32),
         "zero_c": zero["causal"],
         "zero_a": zero["acausal"],
+        "zero_cj": zero["causal"][post_syn],
+        "zero_ak": zero["acausal"][entry_syn],
+        "zero_aj": zero["acausal"][post_syn],
+        "zero_ck": zero["causal"][entry_syn],
+        "thr_c": first_step(corr["offset_causal"][post_syn] + 0.5),
+        "thr_a": first_step(corr["offset_acausal"][entry_syn] + 0.5),
         "corr_sat": float(C.CORR_MAX),
+        "n_keys": engine.N_KEYS,
+        "j_key": syn_key[post_syn].astype(i32),
+        "entry_key": np.repeat(np.arange(engine.N_KEYS, dtype=np.int64), np.diff(key_ptr)),
+        "j_circ": np.repeat(np.arange(max(n, 1), dtype=np.int64), np.diff(post_ptr)),
         "stp_key_ptr": stp_key_ptr,
         "stp_key_drv": stp_key_drv.astype(i32),
         "n_drivers": C.N_HEMISPHERES * C.N_DRIVERS,
@@ -160,6 +176,29 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "gain": gain,
         "coords": (h, r, c),
     }
+
+
+def first_step(offh) -> np.ndarray:
+    """Per sensor with readout ``clip(floor(acc + offh), 0, 255)`` (``offh``: offset +
+    0.5): the smallest float32 accumulated value ``acc`` that reads more than the empty
+    sensor (the engine's float32 accumulator added in float64, as the readout does);
+    inf where none does."""
+    offh = np.asarray(offh, dtype=np.float64)
+    empty = np.floor(np.clip(offh, 0.0, float(C.CORR_MAX)))
+    target = np.where(empty < C.CORR_MAX, empty + 1.0, np.inf)
+    thr = np.maximum(target - offh, 0.0).astype(np.float32)
+    finite = np.isfinite(target)
+    inf32, zero32 = np.float32(np.inf), np.float32(0.0)
+    for _ in range(64):  # a few ulp from the rounded guess
+        low = finite & (thr.astype(np.float64) + offh < target)
+        prev = np.nextafter(thr, zero32)
+        high = finite & (thr > 0) & (prev.astype(np.float64) + offh >= target)
+        if not (low.any() or high.any()):
+            break
+        thr = np.where(low, np.nextafter(thr, inf32), np.where(high, prev, thr))
+    else:  # pragma: no cover - the guess is within a few ulp
+        raise PlasticityError("internal: sensor thresholds did not converge")
+    return np.where(finite, thr, inf32).astype(np.float32)
 
 
 def cached_tables(chip, config, inp, tracked, sensors: bool) -> dict:
@@ -180,8 +219,131 @@ def cached_tables(chip, config, inp, tracked, sensors: bool) -> dict:
     return cache[1]
 
 
+def _consumers(size, pairs):
+    """CSR ``(ptr, consumers)`` over ``size`` keys or circuits from ``[(group ids, consumer)]``."""
+    groups = np.concatenate([g for g, _ in pairs]) if pairs else np.zeros(0, dtype=np.int64)
+    cons = np.concatenate([np.full(g.size, c, dtype=np.int64) for g, c in pairs]) if pairs else groups
+    srt = np.lexsort((cons, groups))
+    ptr = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(groups, minlength=size), out=ptr[1:])
+    return ptr, cons[srt].astype(np.int32)
+
+
+_ENTRY_INFO = np.dtype(
+    [("offh", "<f8"), ("q", "<i4"), ("s", "<i4"), ("zero", "u1"), ("zero_other", "u1")], align=True
+)  # EntryInfo of the engine (24 bytes)
+
+
+def _sole_owner(entry_ptr, owner, q_prog) -> np.ndarray:
+    """Per group of entries (CSR ``entry_ptr``): the program that owns all of them
+    (``owner``: entry -> position, -1 for none), or -2."""
+    size = entry_ptr.size - 1
+    counts = np.diff(entry_ptr)
+    n_e = int(entry_ptr[-1])
+    if q_prog.size == 0 or n_e == 0:
+        return np.full(size, -2, dtype=np.int64)
+    q = owner[:n_e]
+    prog = np.where(q >= 0, q_prog[np.maximum(q, 0)], -1).astype(np.int64)
+    group = np.repeat(np.arange(size), counts)
+    nonempty = counts > 0
+    first = np.full(size, -1, dtype=np.int64)
+    first[nonempty] = prog[entry_ptr[:-1][nonempty]]
+    differs = np.bincount(group, weights=prog != first[group], minlength=size) > 0
+    return np.where(nonempty & ~differs & (first >= 0), first, -2)
+
+
+def native_layout(tables, positions) -> dict:
+    """Engine tables of compiled programs owning the tracked synapses ``positions`` (one
+    int array per program, disjoint): positions ``q``, the synapses' owners in k and j
+    order, and which keys and circuits concern which consumer (0: readouts, 1 + g:
+    program g); per entry what a tick needs (``jinfo``, ``kinfo``) and the threshold of the
+    first readout step (inf where no program owns the synapse: the engine lists nothing
+    there). Cached in ``tables`` (a few layouts)."""
+    key = tuple(None if p is None else hash(p.tobytes()) for p in positions)
+    cache = tables.setdefault("_native_layouts", {})
+    if key in cache:
+        return cache[key]
+    n_syn = int(tables["n_syn"])
+    syns = [np.arange(n_syn, dtype=np.int64) if p is None else p for p in positions]
+    off = np.zeros(len(syns) + 1, dtype=np.int64)
+    np.cumsum([s.size for s in syns], out=off[1:])
+    q_syn = np.concatenate(syns) if syns else np.zeros(0, dtype=np.int64)
+    n_entries = max(int(tables["n_entries"]), 1)
+    syn_entry, syn_post = tables["syn_entry"], tables["syn_post"]
+    k_q = np.full(n_entries, -1, dtype=np.int32)
+    j_q = np.full(n_entries, -1, dtype=np.int32)
+    q = np.arange(q_syn.size, dtype=np.int32)
+    routed = syn_entry[q_syn] >= 0
+    k_q[syn_entry[q_syn[routed]]] = q[routed]
+    j_q[syn_post[q_syn[routed]]] = q[routed]
+    n_keys = int(tables["n_keys"])
+    n_circ = tables["post_ptr"].size - 1
+    all_keys = np.flatnonzero(np.diff(tables["key_ptr"]))
+    all_circuits = np.flatnonzero(np.diff(tables["post_ptr"]))
+    key_pairs = [(all_keys, 0)]
+    circ_pairs = [(all_circuits, 0)]
+    for g, (p, s) in enumerate(zip(positions, syns, strict=True)):
+        if p is None:  # every tracked synapse
+            key_pairs.append((all_keys, g + 1))
+            circ_pairs.append((all_circuits, g + 1))
+            continue
+        s = s[syn_entry[s] >= 0]
+        key_pairs.append((np.unique(tables["entry_key"][syn_entry[s]]), g + 1))
+        circ_pairs.append((np.unique(tables["j_circ"][syn_post[s]]), g + 1))
+    kc_ptr, kc_cons = _consumers(n_keys, key_pairs)
+    cc_ptr, cc_cons = _consumers(n_circ, circ_pairs)
+    q_prog = np.repeat(np.arange(len(syns), dtype=np.int32), np.diff(off))
+    info = {}
+    for name, owner, syn, offh, zero, other, thr in (
+        ("j", j_q, tables["post_syn"], "offh_c", "zero_cj", "zero_aj", "thr_c"),
+        ("k", k_q, tables["entry_syn"], "offh_a", "zero_ak", "zero_ck", "thr_a"),
+    ):
+        rec = np.zeros(n_entries, dtype=_ENTRY_INFO)
+        e = int(tables["n_entries"])
+        rec["offh"][:e] = tables[offh]
+        rec["q"] = owner
+        rec["s"][:e] = syn
+        rec["zero"][:e] = tables[zero]
+        rec["zero_other"][:e] = tables[other]
+        info[name + "info"] = rec.view(np.uint8)
+        thr_run = np.full(n_entries, np.inf, dtype=np.float32)
+        thr_run[:e] = np.where(owner[:e] >= 0, tables[thr], np.float32(np.inf))
+        info[thr] = thr_run
+    # bit 30 of a consumer entry: every entry of the key (circuit) is its program's
+    for entry_ptr, owner, ptr, cons in (
+        (tables["key_ptr"], k_q, kc_ptr, kc_cons),
+        (tables["post_ptr"], j_q, cc_ptr, cc_cons),
+    ):
+        sole = _sole_owner(entry_ptr, owner, q_prog)
+        group = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
+        full = (cons >= 1) & (sole[group] == cons.astype(np.int64) - 1)
+        cons |= np.where(full, 1 << 30, 0).astype(np.int32)
+    layout = {
+        "n_native": len(syns),
+        "nat_off": off,
+        **info,
+        "q_syn": q_syn.astype(np.int32),
+        "k_q": k_q,
+        "j_q": j_q,
+        "kc_ptr": kc_ptr,
+        "kc_cons": kc_cons,
+        "cc_ptr": cc_ptr,
+        "cc_cons": cc_cons,
+    }
+    if len(cache) >= 8:
+        cache.clear()
+    cache[key] = layout
+    return layout
+
+
 class PlasticRun:
-    """One batched run with plasticity programs: the engine session and the tick loop."""
+    """One batched run with plasticity programs: the engine session and the tick loop.
+
+    Compiled programs (:class:`~cysim.ppu.STDPProgram`) tick inside the engine: the tick
+    loop hands the engine the ticks between two Python ticks at once (``ticks`` of
+    ``Session.advance``). A compiled program that records weight snapshots ticks from the
+    loop (``Session.native_tick``), so the snapshot follows its tick.
+    """
 
     def __init__(self, chip, config, inp, programs, tracked, threads):
         self.chip = chip
@@ -194,7 +356,24 @@ class PlasticRun:
         self.tables = cached_tables(chip, config, inp, tracked, sensors)
         self.n_syn = int(self.tables["n_syn"])
         self.synapses = self.tables["coords"]
-        self.session = _engine.Session(inp, self.tables, threads)
+        self._index = None
+        self._zero = None
+        self.native = self._native_programs()  # program index -> compiled program number
+        self._schedule = self.schedule()
+        in_engine = np.full(len(programs) + 1, -1, dtype=np.int32)  # program -> g of engine ticks
+        for k, g in self.native.items():
+            if not programs[k].record_weights:
+                in_engine[k] = g
+        engine_prog = in_engine[self._schedule[:, 1]]
+        engine_rows = engine_prog >= 0
+        self._engine_rows = engine_rows
+        native = self._native_tables()
+        native["ntk_step"] = self._schedule[engine_rows, 0]
+        native["found_cap"] = 2 * int(self.tables["n_entries"]) + FOUND_LIST_MIN
+        native["ntk_prog"] = engine_prog[engine_rows]
+        # the arrays of the last finished run of these tables, refilled (fresh pages cost more)
+        native["_pool"] = self.tables.pop("_session_arrays", None)
+        self.session = _engine.Session(inp, {**self.tables, **native}, threads)
         self.arrays = self.session.arrays
         self.n = int(inp["n"])
         self.order = np.asarray(inp["order"])
@@ -208,18 +387,73 @@ class PlasticRun:
         self._history = {
             name: ([], []) for name, p in zip(self.names, programs, strict=True) if p.record_weights
         }
-        self._ticks = []  # (time_us, program, weights_clipped, capmem_clipped)
-        self._index = None
+        self._ticks = []  # (schedule row, time_us, program, weights_clipped, capmem_clipped)
         self._weights_view = self.arrays["weights"][:, : self.n_syn]  # the same objects every tick
         self._weights_rows = list(self._weights_view)
+
+    # --- compiled programs ------------------------------------------------------------------
+    def _native_programs(self) -> dict:
+        """``{program index: g}`` of the programs the engine runs (compiled ones whose
+        synapses no earlier compiled program owns)."""
+        out = {}
+        if not self.tables["sensors"]:
+            return out
+        owned = None
+        self._positions = []
+        for k, program in enumerate(self.programs):
+            if not (isinstance(program, STDPProgram) and program.compiled):
+                continue
+            pos = None if program.synapses is None else program.positions(self)
+            if owned is None:
+                owned = np.zeros(self.n_syn, dtype=bool)
+            elif pos is None or owned[pos].any():
+                continue  # overlaps: runs its Python kernel
+            owned[slice(None) if pos is None else pos] = True
+            out[k] = len(out)
+            self._positions.append(pos)
+        return out
+
+    def _native_tables(self) -> dict:
+        layout = native_layout(self.tables, self._positions if self.native else [])
+        rows, mult, reset, uniform, par_off = [], [], [], [], [0]
+        for k in self.native:
+            program = self.programs[k]
+            coords = (
+                self.synapses
+                if program.synapses is None
+                else tuple(c[program.positions(self)] for c in self.synapses)
+            )
+            arrays = program.arrays(self.config, coords, uniform=True)
+            block = np.stack([np.atleast_1d(arrays[key]) for key in STDPProgram.PARAMETERS], axis=1)
+            rows.append(block)
+            par_off.append(par_off[-1] + block.shape[0])
+            uniform.append(block.shape[0] == 1)
+            mult.append(program.multiplicative)
+            reset.append(program.reset)
+        return {
+            **layout,
+            "nat_mult": np.array(mult, dtype=np.int32),
+            "nat_reset": np.array(reset, dtype=np.uint8),
+            "nat_uniform": np.array(uniform, dtype=np.uint8),
+            "nat_par": np.array(par_off, dtype=np.int64),
+            "q_par": np.concatenate(rows) if rows else np.zeros((0, 8)),
+        }
 
     # --- access for the context ----------------------------------------------------------
     def weights_for_kernel(self, trial=None):
         self._weights_touched = True
         return self._weights_view if trial is None else self._weights_rows[trial]
 
+    def zero_readouts(self):
+        if self._zero is None:
+            self._zero = (self.tables["zero_c"].view(), self.tables["zero_a"].view())
+            for view in self._zero:
+                view.flags.writeable = False
+        return self._zero
+
     def correlation(self):
         if self._corr is None:
+            self.session.refresh_readouts()
             causal = self.arrays["read_c"][:, : self.n_syn].copy()
             acausal = self.arrays["read_a"][:, : self.n_syn].copy()
             causal.flags.writeable = False
@@ -365,18 +599,27 @@ class PlasticRun:
         session = self.session
         dt = float(self.inp["dt"])
         session.start()
-        for step, k, tick in self.schedule().tolist():
-            session.advance(step)
+        engine_before = np.cumsum(self._engine_rows) - self._engine_rows
+        rows = np.flatnonzero(~self._engine_rows)
+        for row, (step, k, tick), before in zip(
+            rows.tolist(), self._schedule[rows].tolist(), engine_before[rows].tolist(), strict=True
+        ):
+            session.advance(step, before)
             program, name = self.programs[k], self.names[k]
             time_us = step * dt
             self._corr = None
+            if k in self.native:  # a compiled program that records weights
+                self._ticks.append((row, time_us, name, int(session.native_tick(self.native[k])), 0))
+                self._history[name][0].append(time_us)
+                self._history[name][1].append(self.arrays["applied"][:, : self.n_syn].astype(np.uint8))
+                continue
             trials = range(self.n_trials) if program.per_trial else (None,)
             for trial in trials:
                 ctx = PlasticityContext(self, name, tick, time_us, trial)
                 try:
                     program.kernel(ctx)
                 except Exception as exc:
-                    self._ticks.append((time_us, name, 0, 0))
+                    self._ticks.append((row, time_us, name, 0, 0))
                     result = self.chip._result_from(self, session.outputs(), time_us)
                     where = "" if trial is None else f" (trial {trial})"
                     raise KernelError(
@@ -389,12 +632,19 @@ class PlasticRun:
                         result=result,
                     ) from exc
             clipped_w, clipped_c = self._apply()
-            self._ticks.append((time_us, name, clipped_w, clipped_c))
+            self._ticks.append((row, time_us, name, clipped_w, clipped_c))
             self._corr = None
             if name in self._history:
                 self._history[name][0].append(time_us)
                 self._history[name][1].append(self.arrays["applied"][:, : self.n_syn].astype(np.uint8))
         return session.finish()
+
+    def release(self) -> None:
+        """Hand the session's arrays to the next run of these tables (the run is over;
+        results hold copies)."""
+        self.tables["_session_arrays"] = self.arrays
+        self.arrays = self.session = None
+        self._weights_view = self._weights_rows = None
 
     def log(self) -> PlasticityLog:
         """What the kernels did so far."""
@@ -415,6 +665,23 @@ class PlasticRun:
             for name, (t, v) in self._history.items()
         }
         ticks = self._ticks
+        rows = np.flatnonzero(self._engine_rows)[: self.session.engine_ticks_done]
+        py_rows, times, programs, clipped_w, clipped_c = (
+            [np.asarray(col) for col in zip(*ticks, strict=True)] if ticks else [np.zeros(0)] * 5
+        )
+        clipped_w = clipped_w.astype(np.int64)
+        clipped_c = clipped_c.astype(np.int64)
+        programs = tuple(programs.tolist())
+        if rows.size:  # merge the engine's ticks of compiled programs in schedule order
+            srt = np.argsort(np.concatenate([py_rows.astype(np.int64), rows]), kind="stable")
+            names = np.array([*self.names, ""], dtype=object)
+            times = np.concatenate([times, self._schedule[rows, 0] * float(self.inp["dt"])])[srt]
+            programs = tuple(
+                np.concatenate([np.array(programs, dtype=object), names[self._schedule[rows, 1]]])[srt]
+            )
+            engine_clipped = self.arrays["ntk_clipped"][:, : rows.size].sum(axis=0)
+            clipped_w = np.concatenate([clipped_w, engine_clipped])[srt]
+            clipped_c = np.concatenate([clipped_c, np.zeros(rows.size, np.int64)])[srt]
         h, r, c = self.synapses
         return PlasticityLog(
             hemisphere=h,
@@ -423,10 +690,10 @@ class PlasticRun:
             weights=self.arrays["applied"][:, : self.n_syn].astype(np.uint8),
             records=records,
             weight_history=history,
-            tick_times_us=np.array([t[0] for t in ticks], dtype=np.float64),
-            tick_programs=tuple(t[1] for t in ticks),
-            weights_clipped=np.array([t[2] for t in ticks], dtype=np.int64),
-            capmem_clipped=np.array([t[3] for t in ticks], dtype=np.int64),
+            tick_times_us=np.asarray(times, dtype=np.float64),
+            tick_programs=programs,
+            weights_clipped=clipped_w,
+            capmem_clipped=clipped_c,
             capmem={name: values.copy() for name, values in self._capmem_applied.items()},
         )
 
@@ -461,4 +728,6 @@ def run(chip, config, stimulus, duration_us, trials, seeds, dt_us, threads, prog
         threads = engine.default_threads(trials)
     plastic = PlasticRun(chip, config, inp, programs, tracked, threads)
     outputs = plastic.execute()
-    return inp, outputs, plastic.log() if programs else None
+    log = plastic.log() if programs else None  # copies what it keeps of the session's arrays
+    plastic.release()
+    return inp, outputs, log

@@ -25,6 +25,12 @@ what the ones before it wrote.
 Batched trials: by default a kernel is called once per tick with every array carrying a
 leading trial axis (``ctx.weights[trial, synapse]``); with ``per_trial=True`` it is called
 once per trial with that trial's 1-D views (``ctx.trial`` tells which).
+
+Built-in rules: :class:`STDPProgram` is pair-based STDP on the correlation sensors. Like
+the real chip's vector code it is compiled: the engine runs its ticks itself, without
+returning to Python, and visits only the synapses whose sensors events or spikes touched
+since the previous tick. Its Python kernel (``compiled=False``) computes the same weights
+bit for bit.
 """
 
 from __future__ import annotations
@@ -142,6 +148,197 @@ class PPUProgram:
             f"PPUProgram({getattr(self.kernel, '__name__', self.kernel)!r}, start_us={self.start_us}, "
             f"period_us={self.period_us}, num_periods={self.num_periods}, name={self.name!r})"
         )
+
+
+DEPENDENCES = ("additive", "multiplicative")
+
+
+class STDPProgram(PPUProgram):
+    """Pair-based STDP on the correlation sensors, run by the engine (a built-in rule).
+
+    At every tick, for every synapse of the program, with ``K+ = (causal - causal_zero) /
+    eta_causal`` and ``K- = (acausal - acausal_zero) / eta_acausal`` (8-bit readouts minus
+    the readouts of empty sensors; pairs weighted by ``exp(-|Delta t| / tau)``), in 6-bit
+    weight steps::
+
+        additive:        dw = A_plus * w_max * K+  -  A_minus * w_max * K-
+        multiplicative:  dw = A_plus * (w_max - w) * K+  -  A_minus * (w - w_min) * K-
+
+    ``dw`` adds to a per-synapse carry (float64, zero at the start of a run); the carry's
+    nearest integer is the step taken (the rest stays for the next tick). The new weight
+    ``w + step`` is bounded to ``ceil(w_min)..floor(w_max)``, then, like any write, to
+    0..63 (out-of-range values are counted in ``result.plasticity.weights_clipped``).
+    With ``reset_correlation`` the tick then empties the program's sensors.
+
+    Parameters
+    ----------
+    start_us, period_us, num_periods, name, record_weights
+        As for :class:`PPUProgram`.
+    A_plus, A_minus, w_min, w_max : float or array_like
+        Per synapse: a number, an array of shape (2, 256, 256) (read at the program's
+        synapses) or, with ``synapses``, one value per synapse of the mask in row-major
+        order; ``w_min``/``w_max`` in weight steps. Finite.
+    eta_causal, eta_acausal : float or array_like, optional
+        [sensor LSB per pair at zero delay] > 0; default: the nominal amplitude of the
+        configuration's ``corr_amp_causal``/``corr_amp_acausal`` cell of each hemisphere.
+    dependence : {"additive", "multiplicative"}
+    reset_correlation : bool
+        Empty the sensors of the program's synapses at every tick.
+    synapses : array_like of bool, shape (2, 256, 256), optional
+        The synapses the rule updates (tracked); default every tracked synapse of the run.
+    compiled : bool
+        Run the ticks inside the engine (default). ``False`` runs :meth:`python_kernel`
+        like any kernel (same results; for checks). A run also falls back to the Python
+        kernel when another compiled program already owns one of the synapses.
+
+    Examples
+    --------
+    >>> rule = STDPProgram(0.0, 1.0, None, A_plus=0.05, A_minus=0.05, dependence="multiplicative")
+    >>> rule.multiplicative, rule.compiled
+    (True, True)
+
+    ``VirtualChip.run(config, plasticity=rule)`` then runs it like any program.
+    """
+
+    #: order of the parameter rows of the engine
+    PARAMETERS = ("A_plus", "A_minus", "w_min", "w_max", "lo", "hi", "eta_causal", "eta_acausal")
+
+    def __init__(
+        self,
+        start_us: float = 0.0,
+        period_us: float | None = None,
+        num_periods: int | None = 1,
+        *,
+        A_plus=0.01,
+        A_minus=0.01,
+        w_min=0.0,
+        w_max=float(C.WEIGHT_MAX),
+        eta_causal=None,
+        eta_acausal=None,
+        dependence: str = "additive",
+        reset_correlation: bool = True,
+        synapses=None,
+        name: str | None = None,
+        record_weights: bool = False,
+        compiled: bool = True,
+    ):
+        if dependence not in DEPENDENCES:
+            raise PlasticityError(
+                f"STDPProgram dependence = {dependence!r}: allowed {', '.join(DEPENDENCES)}."
+            )
+        params = {"A_plus": A_plus, "A_minus": A_minus, "w_min": w_min, "w_max": w_max}
+        for key, value in (("eta_causal", eta_causal), ("eta_acausal", eta_acausal)):
+            if value is not None:
+                params[key] = value
+        n_mask = None if synapses is None else int(np.count_nonzero(synapses))
+        for key, value in params.items():
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.ndim and arr.shape != _SHAPE and not (arr.ndim == 1 and arr.size == n_mask):
+                per = "" if n_mask is None else f", or {n_mask} values (one per synapse of the mask)"
+                raise PlasticityError(
+                    f"STDPProgram {key}: give a number, an array of shape {_SHAPE} (hemisphere, row, "
+                    f"column){per}; got shape {arr.shape}."
+                )
+            if not np.all(np.isfinite(arr)):
+                raise PlasticityError(f"STDPProgram {key} must be finite.")
+            if key.startswith("eta") and np.any(arr <= 0):
+                raise PlasticityError(f"STDPProgram {key} must be > 0 sensor LSB per pair.")
+            params[key] = arr.copy() if arr.ndim else float(arr)
+        super().__init__(
+            self.python_kernel,
+            start_us,
+            period_us,
+            num_periods,
+            name=name,
+            synapses=synapses,
+            correlation=True,
+            per_trial=False,
+            record_weights=record_weights,
+        )
+        self.dependence = dependence
+        self.reset = bool(reset_correlation)
+        self.compiled = bool(compiled)
+        self.params = params
+        self._state = None
+
+    @property
+    def multiplicative(self) -> bool:
+        return self.dependence == "multiplicative"
+
+    def positions(self, run) -> np.ndarray:
+        """Indices of the program's synapses in the run's tracked synapses (row-major)."""
+        if self.synapses is None:
+            return np.arange(run.n_syn, dtype=np.int64)
+        return run.synapse_index(*np.nonzero(self.synapses))
+
+    def arrays(self, config, coords, uniform: bool = False) -> dict:
+        """Per-synapse parameters at ``coords`` (hemisphere, row, column index arrays):
+        ``A_plus``, ``A_minus``, ``w_min``, ``w_max``, ``eta_causal``, ``eta_acausal``
+        (float64) and the bounds ``lo``, ``hi`` of a new weight. With ``uniform``, one
+        value (0-d) per name where every synapse has the same."""
+        h = coords[0]
+        present = list(range(int(h.min()), int(h.max()) + 1)) if h.size else []
+        values = {}
+        for key in ("A_plus", "A_minus", "w_min", "w_max", "eta_causal", "eta_acausal"):
+            value = self.params.get(key)
+            if value is None:  # nominal sensor amplitude of the hemisphere
+                cell = "corr_amp_causal" if key == "eta_causal" else "corr_amp_acausal"
+                eta = C.CORR_AMP_MAX_LSB * np.asarray(config.array(cell), dtype=np.float64) / C.CAPMEM_MAX
+                if np.any(eta[present] <= 0):
+                    raise PlasticityError(
+                        f"STDPProgram {key}: the sensor amplitude cell {cell} is 0 in a hemisphere of the "
+                        f"program's synapses; give {key} or a non-zero cell."
+                    )
+                if len(set(eta[present].tolist())) <= 1:
+                    value = float(eta[present[0]]) if present else 1.0
+                else:
+                    value = eta[h]
+            elif not isinstance(value, float) and value.ndim == 3:
+                value = value[coords]
+            values[key] = value  # (1-D: one per synapse of the mask, the order of coords)
+        if uniform and all(isinstance(v, float) for v in values.values()):
+            out = {key: np.float64(v) for key, v in values.items()}
+        else:
+            out = {key: np.full(h.size, v) if isinstance(v, float) else v for key, v in values.items()}
+        out["lo"] = np.ceil(out["w_min"] - 1e-9)
+        out["hi"] = np.floor(out["w_max"] + 1e-9)
+        return out
+
+    def python_kernel(self, ctx):
+        """The rule as a kernel on the context (what ``compiled=False`` runs)."""
+        if ctx.tick == 0 or self._state is None:  # the first tick of a run
+            idx = self.positions(ctx._run)
+            coords = tuple(c[idx] for c in ctx.synapses)
+            arrays = self.arrays(ctx._run.config, coords)
+            self._state = (idx, arrays, np.zeros((ctx.trials, idx.size)))
+        idx, par, carry = self._state
+        causal = ctx.causal[:, idx].astype(np.float64)
+        acausal = ctx.acausal[:, idx].astype(np.float64)
+        if self.reset:
+            ctx.reset_correlation(idx)
+        k_plus = np.maximum(causal - ctx.causal_zero[idx], 0.0) / par["eta_causal"]
+        k_minus = np.maximum(acausal - ctx.acausal_zero[idx], 0.0) / par["eta_acausal"]
+        weights = ctx.weights
+        w = weights[:, idx]
+        a_plus, a_minus, w_min, w_max = par["A_plus"], par["A_minus"], par["w_min"], par["w_max"]
+        if self.multiplicative:
+            dw = a_plus * (w_max - w) * k_plus - a_minus * (w - w_min) * k_minus
+        else:
+            dw = a_plus * w_max * k_plus - a_minus * w_max * k_minus
+        carry += dw
+        step = np.floor(carry + 0.5)  # nearest: the carry stays within -0.5..0.5 steps
+        carry -= step
+        new = np.clip(w + step, par["lo"], par["hi"])
+        weights[:, idx] = np.clip(np.floor(new + 0.5), -32768, 32767).astype(np.int16)
+
+    def __repr__(self):
+        return (
+            f"STDPProgram({self.dependence!r}, start_us={self.start_us}, period_us={self.period_us}, "
+            f"num_periods={self.num_periods}, name={self.name!r}, compiled={self.compiled})"
+        )
+
+
+_SHAPE = (C.N_HEMISPHERES, C.N_ROWS, C.N_COLUMNS)
 
 
 def programs_of(plasticity) -> tuple:
@@ -291,6 +488,17 @@ class PlasticityContext:
     def acausal(self) -> np.ndarray:
         """Acausal sensor readouts (uint8, read-only): post-before-pre pairings."""
         return self._rows(self._run.correlation()[1])
+
+    @property
+    def causal_zero(self) -> np.ndarray:
+        """Readouts of empty causal sensors (uint8 per tracked synapse, read-only): the
+        sensor offsets, what :attr:`causal` reads after a reset."""
+        return self._run.zero_readouts()[0]
+
+    @property
+    def acausal_zero(self) -> np.ndarray:
+        """Readouts of empty acausal sensors (uint8 per tracked synapse, read-only)."""
+        return self._run.zero_readouts()[1]
 
     def reset_correlation(self, index=None, causal: bool = True, acausal: bool = True) -> None:
         """Reset the accumulated correlation of the synapses ``index`` (default: all

@@ -6,6 +6,12 @@ wrapper reads and resets the chip's 8-bit spike counters at every tick of every 
 adds them to each rule's own counts (so every rule sees the spikes since *its* previous
 tick), builds a :class:`~pynn_brainscales2.plasticity.rules.RuleContext`, calls the
 user's kernel and writes the cached weights and CapMem values back.
+
+A built-in :class:`~pynn_brainscales2.plasticity.STDPRule` becomes a compiled program
+(:class:`cysim.ppu.STDPProgram`) that the engine runs without calling back into Python,
+unless the run counts spikes for some rule (the wrapper above then has to read the
+counters at the STDP rule's ticks too) or the rule cannot be compiled
+(:meth:`STDPRule.compiled_program`).
 """
 
 from __future__ import annotations
@@ -93,6 +99,12 @@ class PlasticityRun:
 
     def _program(self, binding):
         rule = binding.rule
+        timing = self._timing(rule)
+        compiled = getattr(rule, "compiled_program", None)
+        if compiled is not None and not self.count_spikes:
+            native = compiled(binding.projections, timing, rule.record_weights and bool(binding.projections))
+            if native is not None:
+                return native
         mask = np.zeros((hw.N_HEMISPHERES, hw.N_ROWS, hw.N_COLUMNS), dtype=bool)
         for b in binding.projections:
             mask[b.coords] = True
@@ -107,6 +119,18 @@ class PlasticityRun:
             ctx._flush()
             binding.counts[:] = 0
 
+        return PPUProgram(
+            kernel,
+            **timing,
+            name=rule.name,
+            synapses=mask if mask.any() else None,
+            correlation=rule.sensors is not None,
+            per_trial=True,
+            record_weights=rule.record_weights and bool(binding.projections),
+        )
+
+    def _timing(self, rule) -> dict:
+        """``start_us``, ``period_us``, ``num_periods`` of the rule's program in this run."""
         timing = rule.timer.hardware(self.speedup)
         timer = rule.timer
         if timer.start > self.t_stop + 1e-9:
@@ -118,15 +142,7 @@ class PlasticityRun:
             timing["num_periods"] = last if timer.num_periods is None else min(timer.num_periods, last)
             if timing["num_periods"] == 1:
                 timing["period_us"] = None
-        return PPUProgram(
-            kernel,
-            **timing,
-            name=rule.name,
-            synapses=mask if mask.any() else None,
-            correlation=rule.sensors is not None,
-            per_trial=True,
-            record_weights=rule.record_weights and bool(binding.projections),
-        )
+        return timing
 
     def _collect_counts(self, cctx):
         if not self.count_spikes:

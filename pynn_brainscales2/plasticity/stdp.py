@@ -14,6 +14,14 @@ pairs weighted by ``exp(-|Delta t| / tau)``, and (weights in 6-bit steps,
 higher-resolution accumulator in the processor's memory), so small changes add up;
 weights stay within ``w_min..w_max``.
 
+Execution: like the real chip's compiled plasticity code, the rule runs inside the
+virtual chip's engine (:class:`cysim.ppu.STDPProgram`, one program per rule): its ticks
+do not return to Python, and only synapses whose sensors changed since the previous tick
+are visited. The kernel below (:meth:`STDPRule._kernel`) is the same rule in Python;
+``STDPRule(..., compiled=False)`` runs it, with bit-identical weights. A run falls back to
+the Python kernel by itself when another rule reads spike counters (they are read and
+reset at the ticks of every rule) or a parameter is not finite.
+
 Where this differs from a simulator's ``SpikePairRule`` (all-to-all traces, updates at
 every spike): a post spike pairs only with the *latest* pre spike (and a pre spike with
 the latest post spike), and a later post spike pairs with the same pre spike again;
@@ -26,6 +34,8 @@ constant deviate (about 10 % each, uncalibrated).
 from __future__ import annotations
 
 import numpy as np
+
+from cysim.ppu import STDPProgram
 
 from .. import hardware as hw
 from ..errors import ChipFeatureError
@@ -58,6 +68,8 @@ class STDPRule(PlasticityRule):
         [sensor LSB] per pair at zero delay (larger: finer readout, earlier saturation).
     observables, name
         As for :class:`PlasticityRule`.
+    compiled : bool
+        Run the rule inside the engine (default); False: the Python kernel (same results).
 
     Examples
     --------
@@ -79,6 +91,7 @@ class STDPRule(PlasticityRule):
         sensor_amplitude: float = STDP_DEFAULT_AMPLITUDE_LSB,
         observables=None,
         name: str = "stdp",
+        compiled: bool = True,
     ):
         if dependence not in DEPENDENCES:
             raise ChipFeatureError(f"STDPRule dependence = {dependence!r}: allowed {', '.join(DEPENDENCES)}.")
@@ -88,6 +101,7 @@ class STDPRule(PlasticityRule):
         )
         super().__init__(self._kernel, timer, observables=observables, sensors=sensors, name=name)
         self.dependence = dependence
+        self.compiled = bool(compiled)
         self.params = {"A_plus": A_plus, "A_minus": A_minus, "w_min": w_min, "w_max": w_max}
         self._per_projection: dict = {}
         self._carry: dict = {}
@@ -122,7 +136,11 @@ class STDPRule(PlasticityRule):
 
     def _arrays(self, access):
         """A_plus, A_minus [1], w_min, w_max [steps] per connection."""
-        prj = access.projection
+        return self.connection_parameters(access.projection, access.weight_scale)
+
+    def connection_parameters(self, prj, scale):
+        """A_plus, A_minus [1], w_min, w_max [steps] per connection of projection ``prj``
+        with weight scale ``scale`` [steps per nA/uS]."""
         n = len(prj)
         if id(prj) in self._per_projection:
             e = prj._extra
@@ -131,14 +149,56 @@ class STDPRule(PlasticityRule):
             p = self.params
             w_max = np.nan if p["w_max"] is None else p["w_max"]
             a_plus, a_minus, w_min = p["A_plus"], p["A_minus"], p["w_min"]
-        scale = access.weight_scale
         full = [np.broadcast_to(np.asarray(x, dtype=float), (n,)) for x in (a_plus, a_minus, w_min, w_max)]
         w_max_steps = np.where(np.isnan(full[3]), hw.WEIGHT_MAX, np.abs(full[3]) * scale)
         return full[0], full[1], np.abs(full[2]) * scale, np.minimum(w_max_steps, hw.WEIGHT_MAX)
 
+    def sensor_amplitudes(self) -> tuple:
+        """``(eta_causal, eta_acausal)`` [sensor LSB per pair at zero delay] that ``K``
+        divides by: the nominal amplitudes of the sensor CapMem cells."""
+        return (
+            float(hw.corr_amp_lsb(hw.corr_amp_capmem(self.sensors.amp_causal))),
+            float(hw.corr_amp_lsb(hw.corr_amp_capmem(self.sensors.amp_acausal))),
+        )
+
+    def compiled_program(self, bindings, timing: dict, record_weights: bool):
+        """The rule as a :class:`cysim.ppu.STDPProgram` for projection bindings
+        ``bindings`` (``coords``, ``scale``, ``projection`` each), or None where it must
+        run as a Python kernel (not compiled, no projection, a synapse in two projections,
+        a parameter that is not finite)."""
+        if not self.compiled or not bindings:
+            return None
+        coords = [
+            np.concatenate([np.asarray(b.coords[i], dtype=np.int64) for b in bindings]) for i in range(3)
+        ]
+        flat = np.ravel_multi_index(tuple(coords), (hw.N_HEMISPHERES, hw.N_ROWS, hw.N_COLUMNS))
+        order = np.argsort(flat, kind="stable")
+        if np.any(np.diff(flat[order]) == 0):
+            return None
+        per = [self.connection_parameters(b.projection, b.scale) for b in bindings]
+        columns = [np.concatenate([p[i] for p in per]) for i in range(4)]
+        if not all(np.all(np.isfinite(c)) for c in columns):
+            return None
+        mask = np.zeros((hw.N_HEMISPHERES, hw.N_ROWS, hw.N_COLUMNS), dtype=bool)
+        mask.flat[flat] = True
+        eta_c, eta_a = self.sensor_amplitudes()
+        a_plus, a_minus, w_min, w_max = (c[order] for c in columns)
+        return STDPProgram(
+            **timing,
+            A_plus=a_plus,
+            A_minus=a_minus,
+            w_min=w_min,
+            w_max=w_max,
+            eta_causal=eta_c,
+            eta_acausal=eta_a,
+            dependence=self.dependence,
+            synapses=mask,
+            name=self.name,
+            record_weights=record_weights,
+        )
+
     def _kernel(self, ctx):
-        eta_c = float(hw.corr_amp_lsb(hw.corr_amp_capmem(self.sensors.amp_causal)))
-        eta_a = float(hw.corr_amp_lsb(hw.corr_amp_capmem(self.sensors.amp_acausal)))
+        eta_c, eta_a = self.sensor_amplitudes()
         for access in ctx.projections:
             key = id(access.projection)
             if ctx.tick == 0 or key not in self._carry:

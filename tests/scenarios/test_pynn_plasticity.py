@@ -109,3 +109,97 @@ def test_tsodyks_markram_against_equations(U, tau_rec, tau_facil):
         assert measured[5] < 0.6 * measured[0]  # depressed within the train
     else:
         assert measured[5] > 2.0 * measured[0]  # facilitated within the train
+
+
+# --- the built-in STDP rule: compiled in the engine == its Python kernel --------------------------
+
+
+def _stdp_network(compiled, dependence, chip, homeostasis=False, observables=None):
+    """Poisson inputs onto driven neurons through two STDPMechanism projections (one rule
+    each) and one STDPRule shared by a third; returns weights, spikes and rule histories."""
+    sim.setup(chip=chip)
+    pre = sim.Population(24, sim.SpikeSourcePoisson(rate=30.0), label="pre")
+    post = sim.Population(12, sim.IF_curr_exp(), label="post")
+    drive = sim.Population(12, sim.SpikeSourcePoisson(rate=40.0), label="drive")
+    sim.Projection(drive, post, sim.OneToOneConnector(), sim.StaticSynapse(weight=1.0))
+    weight = {"additive": sim.AdditiveWeightDependence, "multiplicative": sim.MultiplicativeWeightDependence}
+    prjs = []
+    for k, (a_plus, a_minus) in enumerate(((0.05, 0.04), (0.02, 0.06))):
+        syn = sim.STDPMechanism(
+            timing_dependence=sim.SpikePairRule(
+                tau_plus=20.0, tau_minus=30.0, A_plus=a_plus, A_minus=a_minus
+            ),
+            weight_dependence=weight[dependence](w_min=0.05 * k, w_max=0.5),
+            weight=0.25,
+        )
+        prj = sim.Projection(pre[12 * k : 12 * k + 12], post, sim.AllToAllConnector(), syn, label=f"p{k}")
+        prj.plasticity_rule.compiled = compiled
+        prjs.append(prj)
+    rule = sim.STDPRule(
+        tau_plus=20.0,
+        tau_minus=30.0,
+        A_plus=0.03,
+        A_minus=0.03,
+        dependence=dependence,
+        compiled=compiled,
+        timer=sim.Timer(0.0, 5.0, None),
+        observables=observables,
+    )
+    shared = sim.Projection(
+        pre[:6],
+        post,
+        sim.FixedProbabilityConnector(0.5, rng=sim.NumpyRNG(seed=4)),
+        sim.PlasticSynapse(weight=0.2, plasticity_rule=rule, w_max=0.5),
+        label="shared",
+    )
+    if homeostasis:  # a rule that counts spikes: the STDP rules run their Python kernels
+        sim.PlasticityRule(lambda ctx: None, sim.Timer(0.0, 7.0, None), populations=[post])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", sim.PlasticityWarning)
+        sim.run(400.0)
+    out = {
+        "weights": [p.get("weight", format="array") for p in [*prjs, shared]],
+        "spikes": [np.asarray(s) for s in post.get_data().segments[0].spiketrains],
+        "warnings": [str(w.message) for w in caught if issubclass(w.category, sim.PlasticityWarning)],
+        "history": rule.weight_history(shared, unit="steps").values if observables else None,
+    }
+    sim.end()
+    return out
+
+
+@pytest.mark.parametrize("dependence", ["additive", "multiplicative"])
+def test_compiled_stdp_rule_equals_its_python_kernel(dependence, monkeypatch):
+    from pynn_brainscales2.plasticity import STDPRule
+
+    calls = []
+    kernel = STDPRule._kernel
+    monkeypatch.setattr(STDPRule, "_kernel", lambda self, ctx: (calls.append(1), kernel(self, ctx))[1])
+    for chip in (sim.VirtualChip.ideal(), sim.VirtualChip(seed=2)):
+        runs = [
+            _stdp_network(compiled, dependence, chip, observables=("weights",)) for compiled in (True, False)
+        ]
+        assert len(calls) > 0  # the Python kernels ran in the second run only
+        calls.clear()
+        a, b = runs
+        for wa, wb, w0 in zip(a["weights"], b["weights"], (0.25, 0.25, 0.2), strict=True):
+            np.testing.assert_array_equal(wa, wb)
+            assert np.nanmax(np.abs(wa - w0)) > 0.01  # weights moved
+        for sa, sb in zip(a["spikes"], b["spikes"], strict=True):
+            np.testing.assert_array_equal(sa, sb)
+        np.testing.assert_array_equal(a["history"], b["history"])
+        assert a["warnings"] == b["warnings"]
+
+
+def test_compiled_stdp_rule_is_used_unless_a_rule_counts_spikes(monkeypatch):
+    from pynn_brainscales2.plasticity import STDPRule
+
+    calls = []
+    kernel = STDPRule._kernel
+    monkeypatch.setattr(STDPRule, "_kernel", lambda self, ctx: (calls.append(1), kernel(self, ctx))[1])
+    _stdp_network(True, "additive", sim.VirtualChip.ideal())
+    assert calls == []
+    counted = _stdp_network(True, "additive", sim.VirtualChip.ideal(), homeostasis=True)
+    assert len(calls) > 0
+    python = _stdp_network(False, "additive", sim.VirtualChip.ideal(), homeostasis=True)
+    for wa, wb in zip(counted["weights"], python["weights"], strict=True):
+        np.testing.assert_array_equal(wa, wb)
