@@ -1,12 +1,17 @@
 """Train a 5-120-3 spiking network on the Yin-Yang data set with the torch bridge.
 
 Input: the four features ``[x, y, 1 - x, 1 - y]`` as one spike each between 2 and 26 us,
-plus a bias spike at 0 us (time-to-first-spike code). Hidden: 120 LIF neurons. Output:
-3 leaky integrators; the class score is each output's maximum membrane over the 38 us
-of a sample; loss: cross-entropy; gradients: surrogate gradients (BPTT). Times are
+plus a bias spike at 0 us (time-to-first-spike code). Hidden: 120 LIF neurons. Times are
 hardware times [us], potentials normalised (leak and reset 0, threshold 1).
 
+- ``--gradient surrogate`` (default): 3 leaky integrators; the class score is each output's
+  maximum membrane over the 38 us of a sample; loss: cross-entropy; surrogate gradients (BPTT).
+- ``--gradient eventprop``: EventProp (exact spike-time gradients). By default 3 LIF outputs
+  and the time-to-first-spike loss (``--loss ttfs``: the earliest output spike is the class);
+  ``--loss maxover`` uses 3 leaky integrators and their maximum over time instead.
+
     python examples/yinyang.py --mode mock --epochs 50 --seed 0 --figure docs/figures/yinyang_mock.png
+    python examples/yinyang.py --mode mock --gradient eventprop --epochs 50 --seed 0
 
 The last line printed is ``RESULT {json}`` with the final test accuracy.
 """
@@ -23,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pynn_brainscales2 import snn
+from pynn_brainscales2.snn import losses
 from pynn_brainscales2.snn import transforms as T
 from pynn_brainscales2.snn.datasets import YinYang
 
@@ -32,7 +38,13 @@ T_EARLY_US, T_LATE_US, T_BIAS_US = 2.0, 26.0, 0.0
 
 
 class YinYangSNN(nn.Module):
-    """5 inputs -> 120 LIF -> 3 LI, max-over-time read-out."""
+    """5 inputs -> 120 LIF -> 3 outputs.
+
+    ``gradient="surrogate"``: LI outputs, max-over-time read-out. ``gradient="eventprop"``:
+    LIF outputs with a time-to-first-spike read-out (``loss="ttfs"``; the score is ``-t_first``
+    [us], so the earliest spike wins) or LI outputs with the maximum over time
+    (``loss="maxover"``).
+    """
 
     def __init__(
         self,
@@ -42,16 +54,35 @@ class YinYangSNN(nn.Module):
         surrogate: str = "superspike",
         alpha: float = 50.0,
         out_mean: float = 0.05,
+        chip=None,
+        gradient: str = "surrogate",
+        loss: str = "maxover",
+        in_mean: float = 0.15,
+        in_std: float = 0.25,
+        out_std: float = 0.1,
+        min_slope: float | None = None,
+        weight_headroom: float = 2.0,
     ):
         super().__init__()
-        self.exp = snn.Experiment(mock=(mode == "mock"), dt=dt)
+        self.exp = snn.Experiment(mock=(mode == "mock"), dt=dt, chip=chip, weight_headroom=weight_headroom)
         tau = dict(tau_mem_us=6.0, tau_syn_exc_us=6.0, tau_syn_inh_us=6.0)
         self.dt = dt
+        self.gradient, self.loss = gradient, loss
         self.input = snn.InputNeuron(5, self.exp, name="input")
-        self.syn_hidden = snn.Synapse(5, hidden, self.exp, mean=0.15, std=0.25, name="input->hidden")
-        self.hidden = snn.LIF(hidden, self.exp, name="hidden", method=surrogate, alpha=alpha, **tau)
-        self.syn_out = snn.Synapse(hidden, 3, self.exp, mean=out_mean, std=0.1, name="hidden->output")
-        self.out = snn.LI(3, self.exp, name="output", **tau)
+        self.syn_hidden = snn.Synapse(5, hidden, self.exp, mean=in_mean, std=in_std, name="input->hidden")
+        if gradient == "eventprop":
+            ep = dict(gradient="eventprop", min_slope=min_slope)
+            self.hidden = snn.LIF(hidden, self.exp, name="hidden", **ep, **tau)
+        else:
+            self.hidden = snn.LIF(hidden, self.exp, name="hidden", method=surrogate, alpha=alpha, **tau)
+        self.syn_out = snn.Synapse(hidden, 3, self.exp, mean=out_mean, std=out_std, name="hidden->output")
+        if gradient == "eventprop" and loss == "ttfs":
+            # only the first output spike enters the loss: one spike per neuron is enough
+            self.out = snn.LIF(3, self.exp, name="output", max_spikes=1, **ep, **tau)
+        elif gradient == "eventprop":
+            self.out = snn.LI(3, self.exp, name="output", **ep, **tau)
+        else:
+            self.out = snn.LI(3, self.exp, name="output", **tau)
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         return T.ttfs_coordinates(features, self.dt, RUNTIME_US, T_EARLY_US, T_LATE_US, bias_us=T_BIAS_US)
@@ -61,7 +92,10 @@ class YinYangSNN(nn.Module):
         h_hidden = self.hidden(self.syn_hidden(h_in))
         h_out = self.out(self.syn_out(h_hidden))
         snn.run(self.exp, RUNTIME_US)
-        return T.decode(h_out.v, "max"), h_hidden
+        self.last_output = h_out
+        if self.gradient == "eventprop" and self.loss == "ttfs":
+            return -losses.first_spike_times(h_out), h_hidden
+        return losses.max_over_time(h_out), h_hidden
 
 
 def evaluate(model, data, batch_size=500):
@@ -127,12 +161,51 @@ def plot_curves(results: list[dict], path: Path) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["mock", "chip"], default="mock")
-    parser.add_argument("--gradient", choices=["surrogate"], default="surrogate")
+    parser.add_argument("--gradient", choices=["surrogate", "eventprop"], default="surrogate")
+    parser.add_argument(
+        "--loss",
+        choices=["ttfs", "maxover"],
+        default=None,
+        help="eventprop: time-to-first-spike loss on LIF outputs (default) or max-over-time on LI outputs",
+    )
+    parser.add_argument("--tau0", type=float, default=0.5, help="ttfs: softmax temperature [us]")
+    parser.add_argument("--tau1", type=float, default=6.4, help="ttfs: time scale of the regulariser [us]")
+    parser.add_argument("--ttfs-alpha", type=float, default=0.03, help="ttfs: weight of the regulariser")
+    parser.add_argument(
+        "--silent-penalty",
+        type=float,
+        default=1.0,
+        help="ttfs: weight of (v_th - v_max) for a silent correct output neuron",
+    )
+    parser.add_argument(
+        "--min-slope",
+        type=float,
+        default=None,
+        help="eventprop: lower clamp of dV/dt at a spike [pu/us] (default 1e-3 in mock, 0.02 in chip mode)",
+    )
+    parser.add_argument("--in-mean", type=float, default=0.15, help="mean of the initial input weights")
+    parser.add_argument("--in-std", type=float, default=0.25, help="std of the initial input weights")
+    parser.add_argument(
+        "--out-std",
+        type=float,
+        default=None,
+        help="std of the initial output weights (default 0.1; ttfs 0.01)",
+    )
+    parser.add_argument("--chip-seed", type=int, default=0, help="chip mode: seed of the VirtualChip")
+    parser.add_argument(
+        "--weight-headroom",
+        type=float,
+        default=2.0,
+        help="chip mode: largest hardware weight = this many times the largest initial weight",
+    )
     parser.add_argument("--surrogate", default="superspike", help="superspike, sigmoid or triangle")
     parser.add_argument("--alpha", type=float, default=50.0, help="surrogate sharpness [1/pu]")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument(
-        "--out-mean", type=float, default=0.05, help="mean of the initial output weights [pu/us]"
+        "--out-mean",
+        type=float,
+        default=None,
+        help="mean of the initial output weights [pu/us] (default 0.05; ttfs 0.01: outputs first spike late)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=50)
@@ -169,10 +242,42 @@ def main(argv=None):
         plot_curves([_load(f) for f in args.figure_from], args.figure or Path("yinyang.png"))
         return None
 
+    if args.loss is None:
+        args.loss = "ttfs" if args.gradient == "eventprop" else "maxover"
+    ttfs = args.gradient == "eventprop" and args.loss == "ttfs"
+    if args.min_slope is None and args.gradient == "eventprop":
+        args.min_slope = 0.02 if args.mode == "chip" else snn.functional.eventprop.DEFAULT_MIN_SLOPE
+    if args.out_mean is None:
+        args.out_mean = 0.01 if ttfs else 0.05
+    if args.out_std is None:
+        args.out_std = 0.01 if ttfs else 0.1
+    if args.gradient == "surrogate" and args.loss != "maxover":
+        parser.error("--loss ttfs needs --gradient eventprop")
+    if args.gradient == "eventprop" and args.rate_reg:
+        parser.error("--rate-reg needs spikes on the grid (--gradient surrogate)")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     train, validation, test = YinYang("train", size=args.train_size), YinYang("validation"), YinYang("test")
-    model = YinYangSNN(args.mode, args.dt, surrogate=args.surrogate, alpha=args.alpha, out_mean=args.out_mean)
+    chip = None
+    if args.mode == "chip":
+        from cysim import VirtualChip
+
+        chip = VirtualChip(seed=args.chip_seed)
+    model = YinYangSNN(
+        args.mode,
+        args.dt,
+        surrogate=args.surrogate,
+        alpha=args.alpha,
+        out_mean=args.out_mean,
+        chip=chip,
+        gradient=args.gradient,
+        loss=args.loss,
+        in_mean=args.in_mean,
+        in_std=args.in_std,
+        out_std=args.out_std,
+        min_slope=args.min_slope,
+        weight_headroom=args.weight_headroom,
+    )
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     if args.schedule == "cosine":
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -193,7 +298,18 @@ def main(argv=None):
             idx = order[k : k + args.batch_size]
             x, y = train.features[idx], train.labels[idx]
             scores, h_hidden = model(x)
-            loss = loss_fn(scores, y)
+            if ttfs:  # scores are -t_first
+                loss = losses.ttfs_cross_entropy(
+                    -scores,
+                    y,
+                    args.tau0,
+                    args.ttfs_alpha,
+                    args.tau1,
+                    v_max=model.last_output.v_max,
+                    silent_penalty=args.silent_penalty,
+                )
+            else:
+                loss = loss_fn(scores, y)
             if args.rate_reg:
                 loss = loss + args.rate_reg * T.firing_rate_regulariser(h_hidden.spikes)
             if args.weight_reg:
@@ -222,9 +338,17 @@ def main(argv=None):
         bar.set_postfix(
             loss=f"{loss_sum / total:.3f}", train=f"{correct / total:.3f}", test=f"{test_acc:.3f}"
         )
+        if args.mode == "chip" and model.exp._runner is not None:
+            history[-1]["saturated"] = [
+                round(model.exp._runner.saturated_fraction(s), 4) for s in (model.syn_hidden, model.syn_out)
+            ]
+        if args.no_progress:  # one line per epoch for logs
+            line = {k: round(v, 4) if isinstance(v, float) else v for k, v in history[-1].items()}
+            print("EPOCH " + json.dumps(line), flush=True)
     result = {
         "mode": args.mode,
         "gradient": args.gradient,
+        "loss": args.loss,
         "surrogate": args.surrogate,
         "seed": args.seed,
         "epochs": args.epochs,
@@ -241,8 +365,19 @@ def main(argv=None):
                 "out_mean",
                 "rate_reg",
                 "weight_reg",
+                *(
+                    ("loss", "tau0", "tau1", "ttfs_alpha", "in_mean", "in_std", "out_std")
+                    if args.gradient == "eventprop"
+                    else ()
+                ),
+                *(
+                    ("chip_seed", "weight_headroom")
+                    if args.mode == "chip" and args.gradient == "eventprop"
+                    else ()
+                ),
             )
         },
+        "epoch_s": [round(h["epoch_s"], 2) for h in history],
         "test_accuracy": history[-1]["test_accuracy"] if history else None,
         "train_accuracy": history[-1]["train_accuracy"] if history else None,
         "best_test_accuracy": max((h["test_accuracy"] for h in history), default=None),
@@ -253,11 +388,12 @@ def main(argv=None):
         "loss_curve": [round(h["loss"], 4) for h in history],
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
+    stem = args.mode if args.gradient == "surrogate" else f"{args.mode}_eventprop_{args.loss}"
     if args.train_size is None:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{args.mode}_seed{args.seed}.json").write_text(json.dumps(result))
+        (RESULTS / f"{stem}_seed{args.seed}.json").write_text(json.dumps(result))
     if args.figure:
-        same = [_load(f) for f in sorted(RESULTS.glob(f"{args.mode}_seed*.json"))]
+        same = [_load(f) for f in sorted(RESULTS.glob(f"{stem}_seed*.json"))]
         same = [r for r in same if (r.get("settings"), r["epochs"]) == (result["settings"], result["epochs"])]
         plot_curves(same or [result], args.figure)
     print("RESULT " + json.dumps(result))

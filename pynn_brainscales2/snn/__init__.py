@@ -15,8 +15,9 @@ handles with spikes, membrane traces and currents as tensors in the autograd gra
 torch.Size([10, 1, 1])
 """
 
-from . import datasets, functional, io, transforms
+from . import datasets, functional, io, losses, transforms
 from .experiment import Experiment, run
+from .functional.eventprop import SpikeEvents
 from .handles import NeuronHandle, SynapseHandle
 from .modules import LI, LIF, AdEx, InputNeuron, Synapse
 
@@ -30,7 +31,9 @@ __all__ = [
     "AdEx",
     "NeuronHandle",
     "SynapseHandle",
+    "SpikeEvents",
     "functional",
+    "losses",
     "datasets",
     "transforms",
     "io",

@@ -12,7 +12,8 @@ on the chip (LIF: 50 CADC LSB per pu, resting at 70 LSB; LI read-out: 12 LSB per
 resting in the middle of the CADC range). A weight ``w`` [pu/us] onto a population becomes
 ``round(slope_to_lsb(|w|) / gain)`` steps on excitatory (``w > 0``) or
 inhibitory rows, with ``gain`` [CADC LSB/us per step] calibrated per target population
-from the largest weight at mapping time times :data:`WEIGHT_HEADROOM` (weights beyond that
+from the largest weight at mapping time times the experiment's ``weight_headroom`` (default
+:data:`WEIGHT_HEADROOM`; weights beyond that
 saturate at the largest step count); connections may use up to 4 rows (252 steps).
 
 What comes back (per population, on the experiment's grid ``t_n = n dt``): spikes from the
@@ -91,6 +92,7 @@ class ChipRunner:
     def __init__(self, experiment, handles: dict, synapses: list):
         self.chip = experiment.chip
         self.dt = experiment.dt
+        self.headroom = getattr(experiment, "weight_headroom", WEIGHT_HEADROOM)
         self.modules = list(handles)
         self.label = {m: f"p{i}" for i, m in enumerate(self.modules)}
         self.synapses = [s.module for s in synapses]
@@ -122,7 +124,7 @@ class ChipRunner:
         self.gain, self.max_steps = {}, {}
         for post in {self.post_of[s] for s in self.synapses}:
             wmax = max(float(s.weight.detach().abs().max()) for s in self.synapses if self.post_of[s] is post)
-            wmax_lsb = float(hw.PU_MAPS[_kind(post)].slope_to_lsb(max(wmax, 1e-6) * WEIGHT_HEADROOM))
+            wmax_lsb = float(hw.PU_MAPS[_kind(post)].slope_to_lsb(max(wmax, 1e-6) * self.headroom))
             rows = min(MAX_ROWS, max(1, math.ceil(wmax_lsb / (63 * _GAIN_RANGE[1] * 0.95))))
             gain = float(np.clip(wmax_lsb / (63 * rows), *_GAIN_RANGE))
             self.gain[post], self.max_steps[post] = gain, 63 * rows
@@ -221,27 +223,16 @@ class ChipRunner:
         rounded = torch.round(clipped / per_step) * per_step
         return clipped + (rounded - clipped).detach()
 
+    def saturated_fraction(self, synapse) -> float:
+        """Fraction of the weights of ``synapse`` at or beyond the largest step count."""
+        post = self.post_of[synapse]
+        per_step = float(self.gain[post] / hw.PU_MAPS[_kind(post)].slope_to_lsb(1.0))
+        limit = self.max_steps[post] * per_step
+        return float((synapse.weight.detach().abs() >= limit).float().mean())
+
     def run(self, handles: dict, n_steps: int) -> dict:
         """Run the pass on the chip; returns module -> (spikes, fraction, v) tensors."""
-        for s in self.synapses:
-            for receptor, steps in self.weight_steps(s).items():
-                self.executor.set_weights(self._proj(s, receptor), steps)
-        inputs = [m for m in self.modules if isinstance(m, InputNeuron)]
-        ref = handles[inputs[0]].spikes
-        batch = ref.shape[1]
-        stimuli = [{} for _ in range(batch)]
-        first_input = np.full(batch, np.inf)
-        for m in inputs:
-            z = handles[m].spikes[:n_steps].detach().cpu().numpy()
-            t_idx, b_idx, n_idx = np.nonzero(z > 0.5)
-            times = t_idx * self.dt
-            for b in range(batch):
-                sel = b_idx == b
-                stimuli[b][self.label[m]] = (n_idx[sel], times[sel])
-                if sel.any():
-                    first_input[b] = min(first_input[b], times[sel].min())
-        duration = n_steps * self.dt
-        obs = self.executor.run(stimuli, duration_us=duration, trials=batch)
+        obs, first_input, batch, ref = self._execute(handles, n_steps)
         out = {}
         grid = np.arange(n_steps) * self.dt
         for m in self.modules:
@@ -264,6 +255,63 @@ class ChipRunner:
             )
             out[m] = (tensors[0], tensors[1], tensors[2], (tensors[3], tensors[4]))
         return out
+
+    def run_events(self, handles: dict, n_steps: int) -> dict:
+        """Run the pass on the chip for EventProp; returns module -> ``("LIF", times)`` with the
+        spike times [us] ``[batch, n, m]`` (ascending per neuron, ``inf`` padded), or
+        ``("LI", v, (lo, hi))`` with the CADC trace on the grid [pu] ``[steps, batch, n]`` and the
+        readable range ``[batch, n]``. Nothing per time step is read for LIF populations."""
+        obs, first_input, batch, ref = self._execute(handles, n_steps)
+        out = {}
+        grid = np.arange(n_steps) * self.dt
+        t_end = n_steps * self.dt
+        for m in self.modules:
+            if isinstance(m, InputNeuron):
+                continue
+            label = self.label[m]
+            if _kind(m) == "LIF":
+                per_trial = [obs.spikes_us(label, b) for b in range(batch)]
+                counts = np.zeros((batch, m.size), dtype=np.int64)
+                for b, (neuron, t) in enumerate(per_trial):
+                    np.add.at(counts[b], neuron[t <= t_end], 1)
+                times = np.full((batch, m.size, max(1, int(counts.max(initial=0)))), np.inf)
+                for b, (neuron, t) in enumerate(per_trial):
+                    ok = t <= t_end
+                    neuron, t = neuron[ok], t[ok]
+                    order = np.lexsort((t, neuron))
+                    neuron, t = neuron[order], t[order]
+                    start = np.searchsorted(neuron, neuron, side="left")
+                    times[b, neuron, np.arange(neuron.size) - start] = t
+                out[m] = ("LIF", torch.as_tensor(times, dtype=ref.dtype, device=ref.device))
+            else:
+                v, lo, hi = self._trace(obs, label, m, grid, first_input)
+                v, lo, hi = (torch.as_tensor(x, dtype=ref.dtype, device=ref.device) for x in (v, lo, hi))
+                out[m] = ("LI", v, (lo[0], hi[0]))
+        return out
+
+    def _execute(self, handles: dict, n_steps: int):
+        """Write weights and inputs, run the batch as trials; returns the observables, the time
+        of the first input per trial, the batch size and a reference tensor."""
+        for s in self.synapses:
+            for receptor, steps in self.weight_steps(s).items():
+                self.executor.set_weights(self._proj(s, receptor), steps)
+        inputs = [m for m in self.modules if isinstance(m, InputNeuron)]
+        ref = handles[inputs[0]].spikes
+        batch = ref.shape[1]
+        stimuli = [{} for _ in range(batch)]
+        first_input = np.full(batch, np.inf)
+        for m in inputs:
+            z = handles[m].spikes[:n_steps].detach().cpu().numpy()
+            t_idx, b_idx, n_idx = np.nonzero(z > 0.5)
+            times = t_idx * self.dt
+            for b in range(batch):
+                sel = b_idx == b
+                stimuli[b][self.label[m]] = (n_idx[sel], times[sel])
+                if sel.any():
+                    first_input[b] = min(first_input[b], times[sel].min())
+        duration = n_steps * self.dt
+        obs = self.executor.run(stimuli, duration_us=duration, trials=batch)
+        return obs, first_input, batch, ref
 
     def _trace(self, obs, label, module, grid, first_input) -> np.ndarray:
         """CADC samples of ``label`` on the grid [pu], relative to the measured resting level,

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ShapeError, TensorTypeError
+from .eventprop import run_eventprop, uses_eventprop
 from .functional.events import delays, input_arrivals, spike_arrivals, step_arrival
 from .functional.neurons import initial_state, integrate, propagators, step_function
 from .handles import NeuronHandle, SynapseHandle
@@ -45,6 +46,10 @@ class Experiment:
         on a coarser grid).
     chip : cysim.VirtualChip, optional
         The chip for ``mock=False`` (default: ``VirtualChip(seed=0)``, realistic).
+    weight_headroom : float
+        Chip mode: the largest weight step count of a target population maps to this many
+        times its largest weight at mapping time (larger weights saturate; a larger headroom
+        leaves more room to grow at a coarser resolution). Default 2.
 
     Examples
     --------
@@ -53,11 +58,14 @@ class Experiment:
     Experiment(mock=True, dt=0.1 us, 0 modules)
     """
 
-    def __init__(self, mock: bool = True, dt: float = 0.1, chip=None):
+    def __init__(self, mock: bool = True, dt: float = 0.1, chip=None, weight_headroom: float = 2.0):
         dt = float(dt)
         if not math.isfinite(dt) or dt <= 0:
             raise ValueError(f"Experiment dt = {dt} us: give a positive grid step in us (e.g. 0.1).")
         self.mock = bool(mock)
+        if not (math.isfinite(weight_headroom) and weight_headroom >= 1.0):
+            raise ValueError(f"Experiment weight_headroom = {weight_headroom}: give a number >= 1.")
+        self.weight_headroom = float(weight_headroom)
         self.dt = dt
         self.chip = chip
         self.modules: list = []
@@ -109,7 +117,10 @@ def run(experiment: Experiment, runtime: float) -> None:
         raise ValueError(f"run: runtime = {runtime} us; give a positive duration in us.")
     try:
         if experiment.mock:
-            _run_mock(experiment, experiment.steps(runtime))
+            if uses_eventprop(experiment._handles):
+                run_eventprop(experiment, experiment.steps(runtime))
+            else:
+                _run_mock(experiment, experiment.steps(runtime))
         else:
             _run_on_chip(experiment, experiment.steps(runtime))
     finally:
@@ -139,6 +150,9 @@ def _run_on_chip(experiment: Experiment, n_steps: int) -> None:
     runner = experiment._runner
     if runner is None or runner.signature != signature:
         runner = experiment._runner = ChipRunner(experiment, handles, experiment._synapses)
+    if uses_eventprop(handles):
+        run_eventprop(experiment, n_steps, runner.run_events(handles, n_steps), runner.realised_weight)
+        return
     observed = runner.run(handles, n_steps)
     _run_mock(experiment, n_steps, inject=observed, weight_of=runner.realised_weight)
 

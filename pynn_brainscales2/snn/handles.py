@@ -35,6 +35,14 @@ class NeuronHandle:
         Position of each spike inside its step (0..1), where it was computed.
     inputs : list of SynapseHandle
         The projections onto this population in this pass.
+    events : SpikeEvents or None
+        EventProp populations (``gradient="eventprop"``) and their inputs: spike times
+        ``[batch, neurons, m]`` (``inf`` padded) with EventProp gradients; ``spikes`` stays
+        None for EventProp populations (nothing is stored per time step).
+    v_max, t_max : Tensor or None
+        EventProp populations: the maximum of the membrane over the run ``[batch, neurons]``
+        [pu] (with EventProp gradients) and its time [us] (no gradient). For LIF neurons that
+        spike it is ``v_th`` at the first spike (no gradient).
     """
 
     module: torch.nn.Module
@@ -43,12 +51,25 @@ class NeuronHandle:
     current: torch.Tensor | None = None
     fraction: torch.Tensor | None = None
     inputs: list = field(default_factory=list)
+    events: object | None = None
+    v_max: torch.Tensor | None = None
+    t_max: torch.Tensor | None = None
 
     @property
     def observables(self) -> dict:
         """The filled observables by name."""
-        names = ("spikes", "v", "current")
+        names = ("spikes", "v", "current", "events", "v_max", "t_max")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+
+    def first_spike_times(self, missing: str = "end") -> torch.Tensor:
+        """First spike time per neuron ``[batch, neurons]`` [us] of an EventProp population (see
+        :meth:`~.functional.eventprop.SpikeEvents.first`)."""
+        if self.events is None:
+            raise ValueError(
+                f"{self.module.describe()} has no spike events; first_spike_times needs an "
+                "LIF population with gradient='eventprop' after snn.run."
+            )
+        return self.events.first(missing)
 
     def spike_times_us(self, dt_us: float) -> torch.Tensor:
         """Spike times [us] per grid step (interpolated where ``fraction`` is known), ``inf``

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ShapeError, TensorTypeError
+from .functional.eventprop import DEFAULT_MAX_SPIKES, DEFAULT_MIN_SLOPE, eventprop_parameters
 from .functional.neurons import AdExParameters, LIFParameters, LIParameters
 from .functional.surrogate import check_method
 from .handles import NeuronHandle, SynapseHandle
@@ -132,12 +133,35 @@ class Synapse(_Registered):
         return self.experiment.synapse_handle(self, pre)
 
 
+GRADIENTS = ("surrogate", "eventprop")
+
+
 class _Neuron(Population):
-    """A population with dynamics from :mod:`.functional.neurons`."""
+    """A population with dynamics from :mod:`.functional.neurons`.
+
+    ``gradient`` chooses how gradients are computed: ``"surrogate"`` (BPTT through the time
+    grid with a surrogate spike derivative) or ``"eventprop"`` (exact gradients of spike times
+    from the adjoint dynamics, :mod:`.functional.eventprop`; LIF and LI only). EventProp
+    populations take two more settings: ``min_slope`` [pu/us], the lower clamp of ``dV/dt``
+    at a spike in the adjoint's jump condition (default
+    :data:`~.functional.eventprop.DEFAULT_MIN_SLOPE`), and ``max_spikes``, the most spikes per
+    neuron and sample the mock-mode forward computes (default
+    :data:`~.functional.eventprop.DEFAULT_MAX_SPIKES`; 1 suffices for a time-to-first-spike
+    read-out).
+    """
 
     Parameters: type = LIFParameters
 
-    def __init__(self, size: int, experiment, name: str | None = None, **params):
+    def __init__(
+        self,
+        size: int,
+        experiment,
+        name: str | None = None,
+        gradient: str = "surrogate",
+        min_slope: float | None = None,
+        max_spikes: int | None = None,
+        **params,
+    ):
         unknown = set(params) - set(self.Parameters._fields)
         if unknown:
             raise TypeError(
@@ -146,11 +170,32 @@ class _Neuron(Population):
             )
         if "method" in params:
             check_method(params["method"])
+        if gradient not in GRADIENTS:
+            raise ValueError(
+                f"{type(self).__name__}: unknown gradient {gradient!r}; known: {', '.join(GRADIENTS)}."
+            )
+        if gradient != "eventprop" and (min_slope is not None or max_spikes is not None):
+            raise TypeError(
+                f"{type(self).__name__}: min_slope and max_spikes apply to gradient='eventprop' only."
+            )
+        self.gradient = gradient
+        self.min_slope = DEFAULT_MIN_SLOPE if min_slope is None else float(min_slope)
+        self.max_spikes = DEFAULT_MAX_SPIKES if max_spikes is None else int(max_spikes)
+        if self.max_spikes < 1:
+            raise ValueError(f"{type(self).__name__}: max_spikes must be at least 1, got {max_spikes}.")
         super().__init__(size, experiment, name)
         self.params = self.Parameters(**params)
+        if gradient == "eventprop":  # refuse what EventProp does not model now, not at run time
+            eventprop_parameters(self.params, 1.0, self.min_slope, self.max_spikes, who=self.describe())
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + ", " + ", ".join(f"{k}={v}" for k, v in self.params._asdict().items())
+        extra = "" if self.gradient == "surrogate" else ", gradient='eventprop'"
+        return (
+            super().extra_repr()
+            + extra
+            + ", "
+            + ", ".join(f"{k}={v}" for k, v in self.params._asdict().items())
+        )
 
     @property
     def separate_inhibition(self) -> bool:

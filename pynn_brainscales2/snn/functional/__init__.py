@@ -3,9 +3,11 @@
 The model equations stand once, in :mod:`.neurons`; :mod:`.events` places spikes on the
 time grid with the chip's routing latency; :mod:`.surrogate` holds the surrogate
 gradients chosen by name; :mod:`.scan` is the fused LIF/LI time loop that
-:func:`~.neurons.integrate` uses where it applies (same values, one autograd node).
+:func:`~.neurons.integrate` uses where it applies (same values, one autograd node);
+:mod:`.eventprop` holds the exact event-based forward and the EventProp adjoint.
 """
 
+from . import eventprop
 from .events import Delays, delays, input_arrivals, shift, spike_arrivals, step_arrival
 from .neurons import (
     AdExParameters,
@@ -28,6 +30,7 @@ from .neurons import (
 from .surrogate import SURROGATES, SigmoidSpike, SuperSpike, TriangleSpike, UnknownSurrogateError, heaviside
 
 __all__ = [
+    "eventprop",
     "AdExParameters",
     "AdExState",
     "Delays",
