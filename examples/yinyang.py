@@ -195,8 +195,9 @@ def main(argv=None):
     parser.add_argument(
         "--weight-headroom",
         type=float,
-        default=2.0,
-        help="chip mode: largest hardware weight = this many times the largest initial weight",
+        default=None,
+        help="chip mode: largest hardware weight = this many times the largest initial weight "
+        "(default 2; eventprop 4: its output weights grow far beyond their small start)",
     )
     parser.add_argument("--surrogate", default="superspike", help="superspike, sigmoid or triangle")
     parser.add_argument("--alpha", type=float, default=50.0, help="surrogate sharpness [1/pu]")
@@ -247,6 +248,8 @@ def main(argv=None):
     ttfs = args.gradient == "eventprop" and args.loss == "ttfs"
     if args.min_slope is None and args.gradient == "eventprop":
         args.min_slope = 0.02 if args.mode == "chip" else snn.functional.eventprop.DEFAULT_MIN_SLOPE
+    if args.weight_headroom is None:
+        args.weight_headroom = 4.0 if args.gradient == "eventprop" else 2.0
     if args.out_mean is None:
         args.out_mean = 0.01 if ttfs else 0.05
     if args.out_std is None:

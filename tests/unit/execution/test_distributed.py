@@ -144,21 +144,27 @@ def test_dask_is_bit_identical_to_in_process(dask_client):
 def test_dask_reschedules_the_tasks_of_a_killed_worker(dask_client):
     cfg, stim = network()
     stim = Stimulus.from_trials([(stim.trial(k).times_us, stim.trial(k).labels) for k in range(4)])
-    duration = 40000.0  # each of the two tasks runs for seconds: the kill lands mid-batch
+    duration = 300000.0  # two tasks of two trials each
     local = VirtualChip(seed=4).run(cfg, stim, duration_us=duration, trials=4)
-    before = dask_client.run(os.getpid)
-    victim = next(iter(before.values()))
+    addr, victim = next(iter(dask_client.run(os.getpid).items()))
+    killed_at = []
 
-    def kill_soon():
-        time.sleep(1.0)
-        os.kill(victim, signal.SIGKILL)
+    def kill_when_busy():
+        # the kill is triggered by the scheduler's own view: the victim holds a task of the batch
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            if dask_client.processing([addr]).get(addr):
+                os.kill(victim, signal.SIGKILL)
+                killed_at.append(time.perf_counter())
+                return
+            time.sleep(0.002)
 
-    killer = threading.Thread(target=kill_soon, daemon=True)
-    t0 = time.perf_counter()
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
     killer.start()
     remote = run_distributed(dask_client, VirtualChip(seed=4), cfg, stim, duration, 4, chunks=2)
-    assert time.perf_counter() - t0 > 1.0  # the batch was still running when the worker died
+    returned_at = time.perf_counter()
     killer.join()
+    assert killed_at and killed_at[0] < returned_at  # the worker died while the batch was running
     dask_client.wait_for_workers(2, timeout=60)
     assert victim not in dask_client.run(os.getpid).values()  # the worker was really replaced
     assert_identical(local, remote)  # its task ran again elsewhere: same result, nothing lost
