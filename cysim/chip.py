@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from . import constants as C
@@ -66,6 +68,16 @@ class VirtualChip:
     def ideal(cls, seed: int = 0, dt_us: float = C.DT_DEFAULT_US, engine: str = "compiled") -> VirtualChip:
         """A chip without mismatch and without noise: it follows the model equations exactly."""
         return cls(seed=seed, mismatch=False, noise=False, dt_us=dt_us, engine=engine)
+
+    def twin(self) -> VirtualChip:
+        """The same chip (seed, mismatch, noise, step, engine) with the trial-seed stream of a
+        freshly made one: runs on the twin draw no seeds from this chip's stream. Calibration
+        measures on a twin, so that a result does not depend on whether it came from the cache."""
+        other = copy.copy(self)
+        other._compiled = (None, None)
+        other._plastic_tables = None
+        other._entropy = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6E6F697365]))
+        return other
 
     @property
     def is_ideal(self) -> bool:

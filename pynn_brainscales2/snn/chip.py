@@ -93,6 +93,7 @@ class ChipRunner:
         self.chip = experiment.chip
         self.dt = experiment.dt
         self.headroom = getattr(experiment, "weight_headroom", WEIGHT_HEADROOM)
+        self._experiment = experiment
         self.modules = list(handles)
         self.label = {m: f"p{i}" for i, m in enumerate(self.modules)}
         self.synapses = [s.module for s in synapses]
@@ -155,7 +156,9 @@ class ChipRunner:
             circuits = self.mapping.circuits(self.label[m])
             config.enable_spiking[circuits] = _kind(m) == "LIF"
             config.enable_output[circuits] = _kind(m) == "LIF"
-        self.executor = Executor(self.mapping, config, self.chip)
+        self.executor = Executor(
+            self.mapping, config, self.chip, pool=getattr(self._experiment, "executor", None)
+        )
 
     def _proj(self, synapse, receptor: str) -> str:
         return f"{self.label[self.pre_of[synapse]]}->{self.label[self.post_of[synapse]]}#{id(synapse)}:{receptor[:3]}"

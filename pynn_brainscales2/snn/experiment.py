@@ -27,6 +27,7 @@ from ..errors import ShapeError, TensorTypeError
 from .eventprop import run_eventprop, uses_eventprop
 from .functional.events import delays, input_arrivals, spike_arrivals, step_arrival
 from .functional.neurons import initial_state, integrate, propagators, step_function
+from ..execution.distributed import check_pool
 from .handles import NeuronHandle, SynapseHandle
 from .modules import InputNeuron
 
@@ -50,6 +51,10 @@ class Experiment:
         Chip mode: the largest weight step count of a target population maps to this many
         times its largest weight at mapping time (larger weights saturate; a larger headroom
         leaves more room to grow at a coarser resolution). Default 2.
+    executor : dask.distributed.Client or concurrent.futures.Executor, optional
+        Chip mode: spread the trials of every batch over these workers (each holds a chip of
+        the same seed with the calibrated configuration shipped to it); results are
+        bit-identical to running in this process. Default: run in this process.
 
     Examples
     --------
@@ -58,7 +63,10 @@ class Experiment:
     Experiment(mock=True, dt=0.1 us, 0 modules)
     """
 
-    def __init__(self, mock: bool = True, dt: float = 0.1, chip=None, weight_headroom: float = 2.0):
+    def __init__(
+        self, mock: bool = True, dt: float = 0.1, chip=None, weight_headroom: float = 2.0, executor=None
+    ):
+        check_pool(executor)
         dt = float(dt)
         if not math.isfinite(dt) or dt <= 0:
             raise ValueError(f"Experiment dt = {dt} us: give a positive grid step in us (e.g. 0.1).")
@@ -68,6 +76,7 @@ class Experiment:
         self.weight_headroom = float(weight_headroom)
         self.dt = dt
         self.chip = chip
+        self.executor = executor
         self.modules: list = []
         self._handles: dict = {}  # module -> NeuronHandle of the current pass
         self._synapses: list = []  # SynapseHandles of the current pass

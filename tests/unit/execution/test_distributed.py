@@ -228,3 +228,37 @@ def test_parameter_sweep_names_the_failing_set(dask_client):
         sim.parameter_sweep(
             rate_script(), [{"i_offset": 1.0}, {"i_offset": "x"}], executor=dask_client, progress=False
         )
+
+
+def test_snn_chip_mode_with_an_executor_is_bit_identical(pool):
+    import torch
+
+    from pynn_brainscales2 import snn
+
+    def forward(executor):
+        torch.manual_seed(0)
+        exp = snn.Experiment(mock=False, dt=0.1, chip=VirtualChip(seed=6), executor=executor)
+        inp = snn.InputNeuron(5, exp)
+        s1 = snn.Synapse(5, 12, exp, mean=0.3, std=0.3)
+        lif = snn.LIF(12, exp, tau_mem_us=6.0, tau_syn_exc_us=5.0, tau_syn_inh_us=5.0, refractory_us=1.0)
+        s2 = snn.Synapse(12, 3, exp, mean=0.05, std=0.1)
+        li = snn.LI(3, exp, tau_mem_us=6.0, tau_syn_exc_us=5.0, tau_syn_inh_us=5.0)
+        g = torch.Generator().manual_seed(1)
+        x = (torch.rand(300, 4, 5, generator=g) < 0.01).float()
+        h = lif(s1(inp(x)))
+        o = li(s2(h))
+        snn.run(exp, 30.0)
+        o.v.max(0).values.sum().backward()
+        return h.spikes.detach(), o.v.detach(), s1.weight.grad.clone()
+
+    local, remote = forward(None), forward(pool)
+    assert local[0].sum() > 0
+    for a, b in zip(local, remote, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_snn_experiment_refuses_a_non_executor():
+    from pynn_brainscales2 import snn
+
+    with pytest.raises(ExecutionError, match="concurrent.futures.Executor"):
+        snn.Experiment(mock=False, executor="tcp://scheduler:8786")
