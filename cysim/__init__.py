@@ -9,7 +9,7 @@ Configuration in (:class:`ChipConfig`), observables out (:class:`RunResult`)::
 
 from . import constants
 from .chip import VirtualChip
-from .config import ChipConfig
+from .config import ChipConfig, compartment_runs
 from .constants import ROW_EXC, ROW_INH, ROW_OFF, circuit_of, event_label
 from .errors import (
     ChipError,
@@ -44,6 +44,7 @@ __all__ = [
     "constants",
     "event_label",
     "circuit_of",
+    "compartment_runs",
     "ROW_EXC",
     "ROW_INH",
     "ROW_OFF",

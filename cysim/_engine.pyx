@@ -501,6 +501,12 @@ cdef struct Params:
     int64_t n_ntk
     const int64_t* ntk_step
     const int32_t* ntk_prog
+    # --- logical (multi-compartment) neurons: groups of joined circuits -------------------
+    int cpl_groups
+    const int64_t* cpl_ptr  # group -> its range of cpl_idx
+    const int32_t* cpl_idx  # local circuit of each compartment, left to right
+    const int64_t* cpl_mat_ptr  # group -> its row-major coupling propagator in cpl_mat
+    const double* cpl_mat
 
 
 cdef struct Rng:  # xoshiro256+ (Poisson background generators)
@@ -564,6 +570,7 @@ cdef struct Trial:
     double* vq
     int32_t* spiked
     double* sfrac
+    uint8_t* gref  # per logical neuron: refractory (clamped) in the current step
     vector[int32_t]* sp_circ
     vector[double]* sp_time
     # parameters: the shared ones unless a kernel rewrote this trial's CapMem cells
@@ -1086,6 +1093,7 @@ cdef void _free_trial(Trial* st) noexcept nogil:
     free(st.vbuf0); free(st.vbuf1); free(st.w); free(st.syn); free(st.ring); free(st.ref)
     free(st.sa); free(st.sb); free(st.cbuf); free(st.dirty); free(st.nstate); free(st.bg_next)
     free(st.bg_rng); free(st.madc_prev); free(st.vq); free(st.spiked); free(st.sfrac)
+    free(st.gref); st.gref = NULL
     st.vbuf0 = NULL; st.vbuf1 = NULL; st.w = NULL; st.syn = NULL; st.ring = NULL
     st.ref = NULL; st.sa = NULL; st.sb = NULL; st.cbuf = NULL; st.dirty = NULL
     st.nstate = NULL; st.bg_next = NULL; st.bg_rng = NULL; st.madc_prev = NULL; st.vq = NULL
@@ -1117,6 +1125,10 @@ cdef int _init_trial(const Params* p, Trial* st) noexcept nogil:
     st.vq = <double*>malloc((p.n_total - n + 1) * sizeof(double))
     st.spiked = <int32_t*>malloc(nn * sizeof(int32_t))
     st.sfrac = <double*>malloc(nn * sizeof(double))
+    st.gref = <uint8_t*>calloc(p.cpl_groups + 1, sizeof(uint8_t))
+    if st.gref == NULL:
+        _free_trial(st)
+        return -1
     if st.vbuf0 == NULL or st.vbuf1 == NULL or st.w == NULL or st.syn == NULL \
             or st.ring == NULL or st.ref == NULL or st.sa == NULL or st.sb == NULL \
             or st.cbuf == NULL or st.dirty == NULL or st.nstate == NULL or st.bg_next == NULL \
@@ -1149,6 +1161,66 @@ cdef int _init_trial(const Params* p, Trial* st) noexcept nogil:
         else:
             st.bg_next[g] = p.bg_period[g]
     return 0
+
+
+cdef inline void _couple_mark(const Params* p, const double* ref, uint8_t* gref) noexcept nogil:
+    """Before a step: which logical neurons are refractory (any compartment clamped)."""
+    cdef int g
+    cdef int64_t k
+    cdef uint8_t r
+    for g in range(p.cpl_groups):
+        r = 0
+        for k in range(p.cpl_ptr[g], p.cpl_ptr[g + 1]):
+            if ref[p.cpl_idx[k]] > 0.0:
+                r = 1
+        gref[g] = r
+
+
+cdef int _couple(const Params* p, const cysim_circuits* c, const double* ref_steps,
+                 const uint8_t* gref, double* vnew, double* ref) noexcept nogil:
+    """After the local step of every circuit: the exact coupling step of each logical
+    neuron that is not refractory (``vnew <- expm(-L dt) vnew`` over its compartments),
+    then the thresholds of its compartments with spiking on. A crossing marks that
+    compartment as spiking (counter -1, reset by the caller) and resets every other
+    compartment of the neuron to its reset potential for the spiking one's refractory
+    time. Returns whether any compartment fired."""
+    cdef int g, a, b, m, first
+    cdef int64_t k0
+    cdef int32_t i
+    cdef double acc
+    cdef double buf[64]
+    cdef const double* mat
+    cdef int hits = 0
+    cdef double rsteps
+    for g in range(p.cpl_groups):
+        if gref[g]:
+            continue
+        k0 = p.cpl_ptr[g]
+        m = <int>(p.cpl_ptr[g + 1] - k0)
+        mat = p.cpl_mat + p.cpl_mat_ptr[g]
+        for a in range(m):
+            buf[a] = vnew[p.cpl_idx[k0 + a]]
+        for a in range(m):
+            acc = 0.0
+            for b in range(m):
+                acc = acc + mat[a * m + b] * buf[b]
+            vnew[p.cpl_idx[k0 + a]] = acc
+        first = -1
+        for a in range(m):
+            i = p.cpl_idx[k0 + a]
+            if (p.flags[i] & 1) and vnew[i] >= c.v_th[i]:
+                ref[i] = -1.0
+                if first < 0:
+                    first = a
+        if first >= 0:
+            hits = 1
+            rsteps = ref_steps[p.cpl_idx[k0 + first]]
+            for a in range(m):
+                i = p.cpl_idx[k0 + a]
+                if ref[i] >= 0.0:
+                    vnew[i] = c.v_reset[i]
+                    ref[i] = rsteps
+    return hits
 
 
 cdef void _advance(const Params* p, Trial* st, int64_t step_end) noexcept nogil:
@@ -1262,10 +1334,14 @@ cdef void _advance(const Params* p, Trial* st, int64_t step_end) noexcept nogil:
         madc_sf[1] = 2.0
         # --- membranes: nonlinear circuits first, then the linear ones (kernels above) --
         hits = 0
+        if p.cpl_groups > 0:
+            _couple_mark(p, ref, st.gref)
         if ns > 0:
             hits = cysim_adex_step(c, ns, dt, p.rail, v, ie, ii, w, ref, nstate, vnew, sa, sb,
                                    p.has_noise)
         hits |= cysim_lif_step(c, ns, n, p.rail, v, ie, ii, ref, nstate, vnew, p.has_noise)
+        if p.cpl_groups > 0:
+            hits |= _couple(p, c, ref_steps, st.gref, vnew, ref)
         # --- reset and routing of the spikes -------------------------------------------
         n_spiked = 0
         if hits:
@@ -1531,6 +1607,11 @@ cdef class Session:
         p.n_madc_samples = inp["n_madc_samples"]
         p.madc_period = inp["madc_period"]
         li = typed("order", np.int64); p.order = &li[0]
+        p.cpl_groups = inp.get("cpl_groups", 0)
+        li = typed("cpl_ptr", np.int64, inp.get("cpl_ptr", np.zeros(1, dtype=np.int64))); p.cpl_ptr = &li[0]
+        ii = typed("cpl_idx", np.int32, inp.get("cpl_idx", np.zeros(0, dtype=np.int32))); p.cpl_idx = &ii[0]
+        li = typed("cpl_mat_ptr", np.int64, inp.get("cpl_mat_ptr", np.zeros(1, dtype=np.int64))); p.cpl_mat_ptr = &li[0]
+        d = f64("cpl_mat", inp.get("cpl_mat", np.zeros(0))); p.cpl_mat = &d[0]
 
         # shared per-circuit parameters: bound once into a template trial
         cdef Trial shared

@@ -35,6 +35,46 @@ class FieldSpec:
     meaning: str
     default: float = 0
     index_names: tuple = ("circuit",)
+    validate: object = None  # callable(whole field) -> error message or None
+
+
+def compartment_runs(connect_right) -> list[np.ndarray]:
+    """The logical neurons a ``connect_membrane_right`` switch pattern forms: one array of
+    circuits per run of joined circuits (two or more; unjoined circuits are left out)."""
+    sw = np.asarray(connect_right, dtype=bool).reshape(-1)
+    runs = []
+    i = 0
+    while i < sw.size:
+        if sw[i]:
+            j = i
+            while j < sw.size and sw[j]:
+                j += 1
+            runs.append(np.arange(i, j + 1))
+            i = j + 1
+        else:
+            i += 1
+    return runs
+
+
+def _check_compartment_runs(data) -> str | None:
+    sw = np.asarray(data, dtype=bool)
+    edge = np.flatnonzero(sw[C.N_COLUMNS - 1 :: C.N_COLUMNS])
+    if edge.size:
+        c = int(edge[0]) * C.N_COLUMNS + C.N_COLUMNS - 1
+        return (
+            f"connect_membrane_right[{c}] = True: circuit {c} is the last column of hemisphere "
+            f"{c // C.N_COLUMNS} and has no right neighbour there (allowed: switches of columns "
+            f"0..{C.N_COLUMNS - 2} of each hemisphere; the two hemispheres are not joined "
+            "horizontally). Open this switch."
+        )
+    for run in compartment_runs(sw):
+        if run.size > C.MAX_COMPARTMENTS:
+            return (
+                f"connect_membrane_right joins circuits {int(run[0])}..{int(run[-1])} into one "
+                f"logical neuron of {run.size} circuits; allowed at most {C.MAX_COMPARTMENTS}. "
+                f"Open a switch inside the run (e.g. connect_membrane_right[{int(run[0]) + C.MAX_COMPARTMENTS - 1}] = False)."
+            )
+    return None
 
 
 def _capmem(meaning, default):
@@ -72,6 +112,15 @@ FIELDS: dict[str, FieldSpec] = {
     "enable_bias_current": _switch("bias current switch"),
     "bias_current_sink": _switch("bias current direction switch (True: sink)"),
     "enable_output": _switch("spike output switch"),
+    "connect_membrane_right": FieldSpec(
+        (C.N_CIRCUITS,),
+        np.bool_,
+        0,
+        1,
+        "membrane switch joining a circuit to its right neighbour in the same hemisphere "
+        "(multi-compartment / logical neurons)",
+        validate=_check_compartment_runs,
+    ),
     "output_buses": FieldSpec(
         (C.N_CIRCUITS,), np.uint8, 0, 255, "bit mask of the 8 event buses a circuit's spikes go to"
     ),
@@ -341,10 +390,16 @@ class ConfigArray:
     def __setitem__(self, key, value):
         self._check_index(key)
         checked = _check_values(self._name, self._spec, value, f"[{_format_index(key)}]")
+        old = self._data.copy() if self._spec.validate is not None else None
         try:
             self._data[key] = checked
         except (IndexError, ValueError) as exc:
             raise ConfigIndexError(f"{self._name}[{_format_index(key)}]: {exc}") from None
+        if old is not None:
+            problem = self._spec.validate(self._data)
+            if problem is not None:
+                self._data[...] = old
+                raise ConfigError(problem)
         if self._owner is not None:
             self._owner._touch()
 
@@ -393,6 +448,10 @@ class ChipConfig:
     (CapMem 0..1022; off by default). Background generators (8): ``bg_mode``, ``bg_period_cycles``,
     ``bg_buses``, ``bg_address``, ``bg_seed``. Readout: ``cadc_enable``,
     ``cadc_period_us`` and ``madc_circuits``.
+    Multi-compartment (logical) neurons: ``connect_membrane_right`` [circuit] closes the
+    membrane switch between a circuit and its right neighbour in the same hemisphere; a run
+    of closed switches joins up to :data:`cysim.constants.MAX_COMPARTMENTS` circuits (see
+    :func:`compartment_runs` and ``docs/virtual_chip.md``).
 
     Assigning a whole field (``cfg.v_leak = values``) broadcasts and validates like an
     element write.

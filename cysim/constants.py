@@ -16,6 +16,7 @@ ROWS_PER_DRIVER = 2
 N_PADI_BUSES = 4  # per hemisphere; driver d listens to bus d % 4
 N_BUSES = N_HEMISPHERES * N_PADI_BUSES  # 8 event buses on the chip
 N_BACKGROUND_GENERATORS = 8
+MAX_COMPARTMENTS = 64  # circuits joined into one logical (multi-compartment) neuron
 
 # --- bit widths -----------------------------------------------------------------------
 WEIGHT_MAX = 63  # 6-bit synapse weight

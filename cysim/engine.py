@@ -30,6 +30,15 @@ Integration on a fixed grid ``t_n = n dt``:
 - CADC samples read the state on the grid; MADC samples interpolate linearly between
   grid points (use ``dt_us <= 0.034`` for the MADC's full bandwidth).
 
+Logical (multi-compartment) neurons: circuits joined by closed ``connect_membrane_right``
+switches add a coupling term ``sum_j g_ij (V_j - V_i)`` (``g`` from
+:attr:`cysim.physics.HiddenPhysics.switch_conductance`). After the local step of every
+circuit, each logical neuron that is not refractory applies the exact propagator
+``expm(-L dt)`` of its coupling (:func:`coupling_matrix`); then the thresholds of its
+compartments with spiking on are compared, and a compartment that fires resets every
+compartment of the neuron (clamped at its own reset potential for the firing one's
+refractory time). Joined circuits are always integrated.
+
 Circuits without any input, bias or chance to spike ("passive") are not integrated step by
 step: their membrane is an exact Ornstein-Uhlenbeck process around ``E_L`` sampled at the
 CADC sample times.
@@ -78,7 +87,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 COBA_REFERENCE_V = 0.3  # a COBA weight gives the CUBA current at this driving force
 N_KEYS = C.N_BUSES << C.ADDRESS_BITS
 
-FLAG_SPIKE, FLAG_EXP, FLAG_ADAPT, FLAG_COBA = 1, 2, 4, 8
+FLAG_SPIKE, FLAG_EXP, FLAG_ADAPT, FLAG_COBA, FLAG_COUPLED = 1, 2, 4, 8, 16
 
 
 def _keys(bus_masks: np.ndarray, addresses: np.ndarray):
@@ -173,7 +182,11 @@ def circuit_inputs(params: dict, flags: np.ndarray, dt_us: float, cadc_period_us
         "bias_step": p["bias_current"] * p_vconst,  # the constant term of the linear step
         "noise_step": p["noise_sigma_v"] * np.sqrt(1.0 - p_mem**2),
         "ref_steps": np.rint(p["refractory_us"] / h),
-        "v_th_spike": np.where(flags & FLAG_SPIKE, p["v_threshold"], np.inf),
+        # compartments of logical neurons are tested against their threshold after the
+        # coupling step (see coupling_inputs), not inside the local step
+        "v_th_spike": np.where(
+            ((flags & FLAG_SPIKE) != 0) & ((flags & FLAG_COUPLED) == 0), p["v_threshold"], np.inf
+        ),
         "exp_scale": p["delta_t_v"] * (1.0 / tau_m),
         "m_exp": (flags & FLAG_EXP).astype(bool).astype(np.float64),
         "m_adapt": (flags & FLAG_ADAPT).astype(bool).astype(np.float64),
@@ -181,6 +194,14 @@ def circuit_inputs(params: dict, flags: np.ndarray, dt_us: float, cadc_period_us
         "passive_rho": rho,
         "passive_sigma": p["noise_sigma_v"] * np.sqrt(1.0 - rho**2),
     }
+
+
+def coupled_circuits(config) -> np.ndarray:
+    """Whether each circuit (global order) belongs to a logical neuron of two or more."""
+    right = config.array("connect_membrane_right")
+    left = np.zeros_like(right)
+    left[1:] = right[:-1]
+    return right | left
 
 
 def switch_flags(config) -> np.ndarray:
@@ -191,7 +212,54 @@ def switch_flags(config) -> np.ndarray:
         + sw["enable_exponential"] * FLAG_EXP
         + sw["enable_adaptation"] * FLAG_ADAPT
         + sw["enable_coba"] * FLAG_COBA
+        + coupled_circuits(config) * FLAG_COUPLED
     ).astype(np.uint8)
+
+
+def coupling_matrix(conductance, dt_us: float) -> np.ndarray:
+    """Exact propagator ``expm(-L dt)`` of the membrane coupling of one logical neuron.
+
+    ``conductance[k]`` [1/us] joins compartments ``k`` and ``k + 1`` (a chain); with equal
+    membrane capacitances the coupling term is ``dV_i/dt = sum_j g_ij (V_j - V_i) = -(L V)_i``
+    with the symmetric graph Laplacian ``L``. ``expm(-L dt)`` is symmetric, non-negative and
+    doubly stochastic: it keeps the mean membrane voltage (the common mode, the charge) and
+    damps every differential mode by ``exp(-lambda dt)``, exactly, however short the
+    coupling time constant ``1 / lambda`` is against ``dt``.
+    """
+    g = np.asarray(conductance, dtype=np.float64)
+    m = g.size + 1
+    lap = np.zeros((m, m))
+    k = np.arange(m - 1)
+    lap[k, k + 1] = lap[k + 1, k] = -g
+    lap[np.arange(m), np.arange(m)] = -lap.sum(axis=1)
+    lam, q = np.linalg.eigh(lap)
+    lam = np.maximum(lam, 0.0)
+    return (q * np.exp(-lam * dt_us)) @ q.T
+
+
+def coupling_inputs(config, physics, local: np.ndarray, dt_us: float) -> dict:
+    """Logical neurons of a configuration for the engine: ``cpl_ptr`` (groups),
+    ``cpl_idx`` (local circuit of each compartment, left to right), ``cpl_mat_ptr`` and
+    ``cpl_mat`` (each group's row-major propagator :func:`coupling_matrix`)."""
+    from .config import compartment_runs
+
+    runs = compartment_runs(config.array("connect_membrane_right"))
+    g_sw = physics.switch_conductance if runs else None
+    ptr = np.zeros(len(runs) + 1, dtype=np.int64)
+    mat_ptr = np.zeros(len(runs) + 1, dtype=np.int64)
+    idx, mats = [], []
+    for k, run in enumerate(runs):
+        ptr[k + 1] = ptr[k] + run.size
+        mat_ptr[k + 1] = mat_ptr[k] + run.size**2
+        idx.append(local[run])
+        mats.append(coupling_matrix(g_sw[run[:-1]], dt_us).reshape(-1))
+    return {
+        "cpl_groups": len(runs),
+        "cpl_ptr": ptr,
+        "cpl_idx": (np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)).astype(np.int32),
+        "cpl_mat_ptr": mat_ptr,
+        "cpl_mat": np.concatenate(mats) if mats else np.zeros(0),
+    }
 
 
 def prepare(
@@ -214,8 +282,10 @@ def prepare(
     active |= sw["enable_spiking"] & (params.v_leak + 8 * params.noise_sigma_v >= params.v_threshold)
     active |= sw["enable_exponential"] & ((params.v_leak - params.v_exp) / params.delta_t_v > -12.0)
     active[list(config.madc_circuits)] = True
+    coupled = coupled_circuits(config)
     if extra_active is not None:
         active |= extra_active
+    active |= coupled  # compartments of logical neurons are always integrated
     # local order: nonlinear active circuits (exponential term, adaptation or COBA), the
     # other active circuits, then the passive ones
     nonlinear = sw["enable_exponential"] | sw["enable_adaptation"] | sw["enable_coba"]
@@ -308,6 +378,7 @@ def prepare(
         "n_madc": len(config.madc_circuits),
         "n_madc_samples": madc_times.size,
         "madc_period": C.MADC_PERIOD_US,
+        **coupling_inputs(config, physics, local, h),
     }
 
 

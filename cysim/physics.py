@@ -25,6 +25,12 @@ Plasticity circuits (nominal transfer functions in :mod:`cysim.constants`):
 - short-term plasticity: per synapse driver a utilisation ``U = c / 1022`` and recovery /
   facilitation time constants (log domain); every driver scales them by its own factors.
 
+Multi-compartment neurons: a closed ``connect_membrane_right`` switch joins two
+neighbouring membranes through a finite conductance ``g_sw`` (nominal on-resistance
+:data:`SWITCH_RESISTANCE_KOHM` between membranes of :data:`MEMBRANE_CAPACITANCE_PF`, i.e.
+``g_sw / C = 1 / (R_on C)`` = :data:`SWITCH_CONDUCTANCE_PER_US`, about 21 /us, a coupling
+time constant of 48 ns); every switch scales it by its own log-normal factor.
+
 Mismatch: each circuit draws its own gains and offsets (spreads of tens of percent for
 time constants and gains, tens of mV for potentials), every synapse driver and every
 synapse its own gain factor, and every readout channel its own gain and offset. Temporal
@@ -52,6 +58,13 @@ ADAPT_A_MAX = 1.0  # 1/us
 ADAPT_B_MAX = 20.0 / C.CADC_LSB_PER_V  # V/us per spike
 DELTA_T_MAX_V = 0.06
 REFRACTORY_CLOCK_US = 0.035
+# membrane switch between neighbouring circuits (multi-compartment neurons): a transmission
+# gate with a finite on-resistance between two membrane capacitances
+MEMBRANE_CAPACITANCE_PF = 2.4  # per circuit (all circuits alike; its spread is folded into
+#                                the per-circuit time-constant and gain deviations)
+SWITCH_RESISTANCE_KOHM = 20.0  # nominal on-resistance of one membrane switch
+#: conductance of a closed switch relative to one membrane, 1 / (R_on C_mem) [1/us]
+SWITCH_CONDUCTANCE_PER_US = 1.0 / (SWITCH_RESISTANCE_KOHM * 1e3 * MEMBRANE_CAPACITANCE_PF * 1e-12) * 1e-6
 
 # --- mismatch and noise magnitudes (standard deviations) -----------------------------
 SPREAD = {
@@ -73,6 +86,7 @@ SPREAD = {
     "corr_offset_lsb": 1.0,  # readout offset per synapse and direction
     "stp_utilization": 0.05,  # relative, per driver
     "stp_tau": 0.10,  # log-normal sigma, per driver
+    "switch_conductance": 0.25,  # log-normal sigma, per membrane switch
 }
 NOISE = {
     "membrane_v": 0.002,  # stationary std of the membrane noise [V]
@@ -156,6 +170,21 @@ class HiddenPhysics:
         self.cadc_noise_lsb = NOISE["cadc_lsb"] if noise else 0.0
         self.madc_noise_lsb = NOISE["madc_lsb"] if noise else 0.0
         self._plasticity_mismatch = None
+        self._switch_conductance = None
+
+    @property
+    def switch_conductance(self) -> np.ndarray:
+        """Conductance of each circuit's membrane switch to its right neighbour, relative to
+        one membrane capacitance [1/us], shape (512,): nominal
+        :data:`SWITCH_CONDUCTANCE_PER_US` times a log-normal per-switch factor (drawn on
+        first use from a stream of its own; 1 without mismatch)."""
+        if self._switch_conductance is None:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x535743]))
+            sigma = SPREAD["switch_conductance"] if self.mismatch else 0.0
+            self._switch_conductance = SWITCH_CONDUCTANCE_PER_US * np.exp(
+                rng.standard_normal(C.N_CIRCUITS) * sigma
+            )
+        return self._switch_conductance
 
     def _plasticity_deviations(self) -> dict:
         """Per-synapse sensor and per-driver STP deviations, drawn once on first use."""

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import constants as C
 from .engine import COBA_REFERENCE_V
+from .engine import coupled_circuits as engine_coupled
 
 __all__ = ["simulate"]
 
@@ -177,8 +178,31 @@ def _circuit_arrays(inp: dict, config) -> dict:
         "exponential": sw["enable_exponential"],
         "adaptation": sw["enable_adaptation"],
         "coba": sw["enable_coba"],
+        "coupled": engine_coupled(config)[act],
         "has_output": sw["enable_output"] & sw["enable_spiking"] & (config.array("output_buses")[act] != 0),
     }
+
+
+def _logical_neurons(config, physics, local, dt):
+    """``(local circuits, propagator)`` of every logical neuron, the propagator from
+    :func:`scipy.linalg.expm` of the coupling matrix (independently of the engine's
+    eigendecomposition)."""
+    from scipy.linalg import expm
+
+    from .config import compartment_runs
+
+    out = []
+    for run in compartment_runs(config.array("connect_membrane_right")):
+        g = physics.switch_conductance[run[:-1]]
+        m = run.size
+        a = np.zeros((m, m))
+        for k in range(m - 1):
+            a[k, k] -= g[k]
+            a[k + 1, k + 1] -= g[k]
+            a[k, k + 1] += g[k]
+            a[k + 1, k] += g[k]
+        out.append((local[run], expm(a * dt)))
+    return out
 
 
 def _background_arrivals(inp: dict, config, trial: int, t_end: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -207,7 +231,7 @@ def _background_arrivals(inp: dict, config, trial: int, t_end: np.ndarray) -> li
     return out
 
 
-def _run_trial(inp, config, physics, trial, cp, router, out_input, local_madc):
+def _run_trial(inp, config, physics, trial, cp, router, out_input, local_madc, groups=()):
     """One trial: spikes, CADC samples ``(n_cadc, 512)`` and MADC samples (local order)."""
     n, dt, n_steps = int(inp["n"]), float(inp["dt"]), int(inp["n_steps"])
     order = np.asarray(inp["order"])
@@ -296,6 +320,19 @@ def _run_trial(inp, config, physics, trial, cp, router, out_input, local_madc):
         refractory = ref > 0
         ref[refractory] -= 1
         v_new[refractory] = v_reset[refractory]
+        # logical neurons: exact coupling step unless refractory, then their thresholds;
+        # a compartment that fires resets the whole neuron
+        coupled_spike = np.zeros(n, dtype=bool)
+        for idx_g, prop in groups:
+            if refractory[idx_g].any():
+                continue
+            v_new[idx_g] = prop @ v_new[idx_g]
+            fire = cp["spiking"][idx_g] & (v_new[idx_g] >= v_th[idx_g])
+            if fire.any():
+                coupled_spike[idx_g[fire]] = True
+                rest = idx_g[~fire]
+                v_new[rest] = v_reset[rest]
+                ref[rest] = cp["ref_steps"][idx_g[np.argmax(fire)]]
         w = np.where(
             cp["adaptation"], w * cp["decay_w"] + cp["adapt_a"] * (v - e_l) * (1.0 - cp["decay_w"]), w
         )
@@ -303,7 +340,7 @@ def _run_trial(inp, config, physics, trial, cp, router, out_input, local_madc):
 
         # spikes (not while refractory): interpolated crossing, reset, refractory counter,
         # events into the routing
-        spiking = cp["spiking"] & ~refractory & (v_new >= v_th)
+        spiking = (cp["spiking"] & ~cp["coupled"] & ~refractory & (v_new >= v_th)) | coupled_spike
         if spiking.any():
             idx = np.flatnonzero(spiking)
             rise = v_new[idx] - v[idx]
@@ -397,11 +434,12 @@ def simulate(inp: dict, config, physics):
         g = order[i]
         out_input[i] = router.sum(config.array("output_buses")[g], config.array("output_address")[g])
     local_madc = local[list(config.madc_circuits)].astype(np.int64)
+    groups = _logical_neurons(config, physics, local, float(inp["dt"]))
 
     trials, locs, times, cadcs, madcs = [], [], [], [], []
     for trial in range(n_trials):
         sp_local, sp_time, cadc, madc = _run_trial(
-            inp, config, physics, trial, cp, router, out_input, local_madc
+            inp, config, physics, trial, cp, router, out_input, local_madc, groups
         )
         trials.append(np.full(sp_local.size, trial, dtype=np.int32))
         locs.append(sp_local.astype(np.int32))

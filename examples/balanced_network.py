@@ -41,7 +41,9 @@ def build(sim, seed: int):
     every = sim.Assembly(exc, inh)
     conn = sim.FixedProbabilityConnector(0.1, rng=rng, allow_self_connections=False)
     sim.Projection(exc, every, conn, sim.StaticSynapse(weight=W_E, delay=0.1), receptor_type="excitatory")
-    sim.Projection(inh, every, conn, sim.StaticSynapse(weight=-G * W_E, delay=0.1), receptor_type="inhibitory")
+    sim.Projection(
+        inh, every, conn, sim.StaticSynapse(weight=-G * W_E, delay=0.1), receptor_type="inhibitory"
+    )
     sim.Projection(
         drive,
         every,

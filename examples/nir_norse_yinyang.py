@@ -130,9 +130,11 @@ def imported_scores(model, features: torch.Tensor) -> torch.Tensor:
     return losses.max_over_time(next(iter(out.values())))
 
 
-def finetune(model, epochs: int, batch: int = 100, lr: float = 5e-3, seed: int = 0) -> list[float]:
+def finetune(
+    model, epochs: int, batch: int = 100, lr: float = 5e-3, seed: int = 0, train_size=None, test=None
+) -> list[float]:
     """Train the imported model's weights with its experiment in the loop; test accuracy per epoch."""
-    train, test = YinYang("train"), YinYang("test")
+    train, test = YinYang("train", size=train_size), test if test is not None else YinYang("test")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
     generator = torch.Generator().manual_seed(seed)
@@ -152,6 +154,40 @@ def finetune(model, epochs: int, batch: int = 100, lr: float = 5e-3, seed: int =
     return curve
 
 
+def plot(result: dict, path: Path) -> None:
+    """Test accuracy of Norse, of the imported network and along the fine-tune."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 1.4]})
+    names = ["Norse", f"imported\n({result['mode']})"]
+    values = [result["norse_test_accuracy"], result["imported_test_accuracy"]]
+    if result["finetuned_test_accuracy"] is not None:
+        names.append(f"fine-tuned\n({result['finetune_epochs']} epochs)")
+        values.append(result["finetuned_test_accuracy"])
+    bars = ax1.bar(names, [100 * v for v in values], color=["0.5", "tab:blue", "tab:green"][: len(values)])
+    for bar, v in zip(bars, values, strict=True):
+        ax1.text(bar.get_x() + bar.get_width() / 2, 100 * v + 0.5, f"{100 * v:.1f}", ha="center")
+    low = min(100 * v for v in values)
+    ax1.set_ylim(max(0.0, low - 15), 100)
+    ax1.set_ylabel("test accuracy [%]")
+    ax1.set_title("Yin-Yang through NIR")
+    curve = [result["imported_test_accuracy"]] + result["finetune_curve"]
+    ax2.plot(range(len(curve)), [100 * v for v in curve], "o-", color="tab:green", label=result["mode"])
+    ax2.axhline(100 * result["norse_test_accuracy"], color="0.5", ls="--", label="Norse")
+    ax2.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax2.set_xlabel("fine-tune epoch (0: as imported)")
+    ax2.set_ylabel("test accuracy [%]")
+    ax2.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["mock", "chip"], default="chip", help="import target")
@@ -169,7 +205,12 @@ def main(argv=None):
     parser.add_argument("--chip-seed", type=int, default=0)
     parser.add_argument("--nir", type=Path, default=None, help="where to write the NIR file")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("results/nir_norse_yinyang.png"), help="figure")
+    parser.add_argument(
+        "--quick", action="store_true", help="1000 training samples, 1000 test samples (for tests)"
+    )
     args = parser.parse_args(argv)
+    size = 1000 if args.quick else None
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model, norse_acc, train_s = train_norse(
@@ -179,6 +220,7 @@ def main(argv=None):
         args.batch_size,
         args.lr,
         args.seed,
+        train_size=size,
         readout_tau_s=args.readout_tau * 1e-3,
     )
     print(f"Norse: test accuracy {norse_acc:.3f} after {args.epochs} epochs ({train_s:.0f} s)", flush=True)
@@ -189,11 +231,13 @@ def main(argv=None):
         from cysim import VirtualChip
 
         chip = VirtualChip(seed=args.chip_seed)
-    test = YinYang("test")
+    test = YinYang("test", size=size)
     imported = import_nir(graph, args.mode, chip=chip)
     imported_acc = accuracy(lambda x: imported_scores(imported, x), test)
     print(f"imported ({args.mode}): test accuracy {imported_acc:.3f}", flush=True)
-    curve = finetune(imported, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
+    curve = finetune(
+        imported, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed, train_size=size, test=test
+    )
     if curve:
         print(
             f"fine-tuned ({args.mode}, {args.finetune_epochs} epochs): test accuracy {curve[-1]:.3f}",
@@ -212,7 +256,9 @@ def main(argv=None):
         "finetune_curve": [round(a, 4) for a in curve],
         "norse_train_s": round(train_s, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
+        "figure": str(args.out),
     }
+    plot(result, args.out)
     print("RESULT " + json.dumps(result))
     return result
 

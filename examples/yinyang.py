@@ -141,12 +141,16 @@ def plot_curves(results: list[dict], path: Path) -> None:
         ax_loss.plot(epochs, r["loss_curve"], color=colour, label=f"seed {r['seed']}")
     final = torch.tensor([r["test_accuracy"] for r in results]) * 100
     spread = f" +- {final.std().item():.2f}" if len(results) > 1 else ""
-    ax_acc.set_title(f"Yin-Yang, {results[0]['mode']} mode: final test {final.mean().item():.2f}{spread} %")
+    grad = results[0].get("gradient", "surrogate")
+    ax_acc.set_title(
+        f"Yin-Yang, {results[0]['mode']} mode, {grad}: final test {final.mean().item():.2f}{spread} %",
+        fontsize=10,
+    )
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy [%]")
     ax_acc.set_ylim(90, 100)
     ax_acc.grid(alpha=0.3)
-    ax_acc.legend(fontsize=7, ncol=len(results))
+    ax_acc.legend(fontsize=6, ncol=len(results), loc="lower right")
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (cross-entropy)")

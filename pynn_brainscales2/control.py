@@ -31,6 +31,8 @@ BACKEND_OPTIONS = {
     "voltage_map": "hardware.VoltageMap: biological mV <-> CADC LSB",
     "max_delay": "accepted for portability [ms]",
     "executor": "dask.distributed.Client or concurrent.futures.Executor that runs the chip (default: this process)",
+    "partition": "run a feed-forward network that does not fit one chip as sequential partitions (bool, default False)",
+    "max_circuits": "neuron circuits one chip run may use (int 1..512, default 512; smaller partitions small networks)",
 }
 PORTABLE_OPTIONS = ("spike_precision", "t_flush", "threads", "verbosity", "rank", "num_processes")
 
@@ -70,7 +72,11 @@ def setup(timestep=0.1, min_delay="auto", chip=None, strict=False, speedup=hw.DE
         ``rng_seed``, ``calibration_cache``, ``voltage_map``, ``max_delay``, ``executor`` (a
         ``dask.distributed.Client`` or ``concurrent.futures.Executor`` on which the chip runs:
         a worker rebuilds the chip from its seed and gets the calibrated configuration, so
-        results are bit-identical to running in this process); options of
+        results are bit-identical to running in this process), ``partition`` (True: a
+        feed-forward network that does not fit one chip runs as sequential single-chip
+        partitions, spikes of one played into the next; see
+        :mod:`pynn_brainscales2.partitioned` for what changes), ``max_circuits`` (circuits one
+        run may use, default 512); options of
         other backends that do not change the model here (spike_precision, t_flush, threads,
         verbosity) are accepted. Anything else raises :class:`SetupError`.
 
@@ -117,6 +123,18 @@ def setup(timestep=0.1, min_delay="auto", chip=None, strict=False, speedup=hw.DE
     state.rng_seed = int(extra.get("rng_seed", 0))
     state.calibration_cache = extra.get("calibration_cache", True)
     state.executor = extra.get("executor")
+    partition = extra.get("partition", False)
+    if not isinstance(partition, bool):
+        raise SetupError(f"partition = {partition!r}: give True or False.")
+    state.partition = partition
+    max_circuits = extra.get("max_circuits", hw.N_CIRCUITS)
+    if (
+        isinstance(max_circuits, bool)
+        or not isinstance(max_circuits, (int, np.integer))
+        or not (1 <= max_circuits <= hw.N_CIRCUITS)
+    ):
+        raise SetupError(f"max_circuits = {max_circuits!r}: give an integer 1..{hw.N_CIRCUITS}.")
+    state.max_circuits = int(max_circuits)
     state.min_delay = latency_ms if min_delay == "auto" else float(min_delay)
     state.max_delay = float(extra.get("max_delay", max(10.0, state.min_delay)))
     state.initialized = True

@@ -17,11 +17,12 @@ from cysim import KernelError
 from cysim import constants as C
 
 from . import hardware as hw
+from . import partitioned
 from . import translation as T
 from .calibration import calibrate
-from .errors import ChipFeatureError, PlasticityKernelError, RecordingError
+from .errors import ChipFeatureError, PlacementError, PlasticityKernelError, RecordingError, RoutingError
 from .execution import Executor, Observables
-from .mapping import NEURON, NetworkSpec, map_network
+from .mapping import NEURON, NetworkSpec
 from .plasticity.runtime import (
     PlasticityRun,
     PopulationBinding,
@@ -415,8 +416,23 @@ def run_network(state, t_stop: float) -> None:
         tuple(T.population_spec(key_of[id(p)], p) for p in state.populations), tuple(proj_specs)
     )
     key = _structure_key(spec)
+    if isinstance(state.compiled, partitioned.PartitionedCompiled) and state.compiled.key == key:
+        return _run_partitioned(state, spec, key_of, gains, t_stop)
     if state.compiled is None or state.compiled.key != key:
-        mapping = map_network(spec)
+        try:
+            mapping = partitioned.map_within(spec, getattr(state, "max_circuits", None))
+        except (PlacementError, RoutingError) as err:
+            label_of = {key_of[id(p)]: p.label for p in state.populations}
+            if not getattr(state, "partition", False):
+                if partitioned.is_feed_forward(spec):
+                    raise type(err)(
+                        f"{err} The network is feed-forward: setup(partition=True) runs it as sequential "
+                        "single-chip partitions (spikes recorded in one run are played into the next)."
+                    ) from err
+                raise
+            partitioned.check_partitionable(state, spec, label_of, err)
+            state.compiled = partitioned.build(state, spec, key, label_of)
+            return _run_partitioned(state, spec, key_of, gains, t_stop)
         state.compiled = Compiled(
             key,
             mapping,
@@ -466,3 +482,14 @@ def run_network(state, t_stop: float) -> None:
     state.last_run = RunRecord(t_stop, state.revision, obs, key_of, sources, cadc_period_ms, madc)
     if plastic is not None:
         plastic.collect(obs.result.plasticity)
+
+
+def _run_partitioned(state, spec, key_of, gains, t_stop: float) -> None:
+    """``run()`` of a network kept as sequential partitions (see :mod:`.partitioned`)."""
+    sources = _sources(state, key_of, t_stop)
+    n_runs = len(state.compiled.runs)
+    seeds = np.random.SeedSequence([state.rng_seed, state.segment_counter]).generate_state(n_runs)
+    obs, cadc_period_ms, madc = partitioned.run(
+        state, state.compiled, spec, key_of, gains, t_stop, _configure, _readout, sources, seeds
+    )
+    state.last_run = RunRecord(t_stop, state.revision, obs, key_of, sources, cadc_period_ms, madc)

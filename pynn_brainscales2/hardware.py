@@ -52,6 +52,7 @@ from cysim.constants import (  # noqa: F401  (re-exported chip facts)
     LEAK_RANGE_LSB,
     MADC_LSB_PER_V,
     MADC_MAX,
+    MAX_COMPARTMENTS,
     N_BACKGROUND_GENERATORS,
     N_BUSES,
     N_CIRCUITS,
@@ -86,6 +87,7 @@ N_LABELS = LABEL_MAX + 1  # synapse labels per row-select address
 N_ROW_SELECTS = ROW_SELECT_MAX + 1
 DRIVERS_PER_PADI_BUS = N_DRIVERS // N_PADI_BUSES  # 32: driver d listens to bus d % 4
 ROWS_PER_PADI_BUS = DRIVERS_PER_PADI_BUS * ROWS_PER_DRIVER  # 64
+MAX_CIRCUITS_PER_NEURON = MAX_COMPARTMENTS  # 64 circuits joined into one logical neuron
 
 
 # --- time ---------------------------------------------------------------------------

@@ -145,6 +145,8 @@ class State(common.control.BaseState):
         warnings.warn(message, QuantisationWarning, stacklevel=4)
 
     strict = False
+    partition = False
+    max_circuits = 512
     speedup = 1000.0
     rng_seed = 0
     calibration_cache = True

@@ -375,7 +375,9 @@ def projection_spec(g: Connections, key_of, scale: float) -> tuple[ProjectionSpe
 
 
 def population_spec(key: str, population) -> PopulationSpec:
-    return PopulationSpec(key, population.size, kind_of(population.celltype))
+    kind = kind_of(population.celltype)
+    # the PyNN backend calibrates and records single circuits: one circuit per neuron
+    return PopulationSpec(key, population.size, kind, circuits_per_neuron=1 if kind == NEURON else None)
 
 
 # --- calibration targets and CapMem values ------------------------------------------------

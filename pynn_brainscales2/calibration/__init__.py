@@ -10,6 +10,7 @@ True
 from .adex import ADEX_CELLS, calibrate_adex
 from .bias import calibrate_bias
 from .cache import calibrate, default_cache_dir
+from .compartments import calibrate_compartments
 from .lif import CALIBRATION_VERSION, LIF_CELLS, CalibrationResult, calibrate_lif
 from .targets import ADEX_TARGETS, OPTIONAL_RANGES, RANGES, CalibrationTargets
 
@@ -18,6 +19,7 @@ __all__ = [
     "calibrate_lif",
     "calibrate_bias",
     "calibrate_adex",
+    "calibrate_compartments",
     "default_cache_dir",
     "CalibrationTargets",
     "CalibrationResult",

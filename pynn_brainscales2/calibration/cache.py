@@ -149,7 +149,13 @@ def calibrate(
     found = _load(path, key, targets)
     if found is not None:
         return _replace_seconds(found, time.perf_counter() - t0)
-    if targets.has_adex:
+    if targets.has_compartments:
+        # the single circuits are cached on their own: a new layout only runs the joined steps
+        from .compartments import calibrate_compartments
+
+        base = calibrate(chip, targets.per_circuit(), cache)
+        result = calibrate_compartments(chip, base, targets)
+    elif targets.has_adex:
         # the LIF (and bias) part is cached on its own: new AdEx targets only run the AdEx steps
         base = calibrate(chip, targets.without_adex(), cache)
         result = calibrate_adex(chip, base, targets)

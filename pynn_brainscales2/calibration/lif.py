@@ -14,6 +14,10 @@ The sequence, every step on all 512 circuits at once:
 5. **check**: every quantity measured again in fresh runs (new noise; the synaptic input
    through the other 128 rows than the search used). These are the reported residuals.
 
+Logical (multi-compartment) neurons (``CalibrationTargets(compartments=...)``): these
+steps run on the single circuits, then :func:`.compartments.calibrate_compartments`
+calibrates the joined membranes.
+
 Targets a circuit cannot reach raise :class:`~pynn_brainscales2.errors.CalibrationError`.
 """
 
@@ -197,6 +201,11 @@ def calibrate_lif(
         reachable end).
     """
     targets.check()
+    if targets.has_compartments:
+        from .compartments import calibrate_compartments
+
+        base = calibrate_lif(chip, targets.per_circuit(), iterations)
+        return calibrate_compartments(chip, base, targets)
     if targets.has_adex:
         from .adex import calibrate_adex
 

@@ -225,6 +225,7 @@ def measure_synaptic_input(
     tau_grid: np.ndarray | None = None,
     tau_syn_us: dict | None = None,
     tau_mem_scales: np.ndarray | None = None,
+    columns: np.ndarray | None = None,
 ) -> SynapticInput:
     """Excitatory and inhibitory PSPs of all circuits: synaptic time constants and gains.
 
@@ -242,7 +243,9 @@ def measure_synaptic_input(
     times one of these factors (for a fast membrane, whose time constant is only roughly
     known: the PSP is then nearly the synaptic current itself and ``tau_syn`` barely depends
     on it). With ``tau_syn_us`` (``{"exc": ..., "inh": ...}``) the synaptic time constants are
-    taken as known and only the gains are fitted.
+    taken as known and only the gains are fitted. With ``columns`` (bool, per circuit) only
+    those circuits' columns receive the events (logical neurons: the PSP of one compartment's
+    column, read on every circuit of the joined membrane).
     """
     cfg = config.copy()
     cfg.enable_spiking = False
@@ -270,6 +273,8 @@ def measure_synaptic_input(
             cfg.row_modes[h, rows] = mode
             cfg.driver_row_select[h, rows[::2] // 2] = 0
             on = np.arange(rows.size)[:, None] < used[cols][None, :]
+            if columns is not None:
+                on &= np.asarray(columns, dtype=bool)[cols][None, :]
             cfg.synapse_weights[h, rows, :] = np.where(on, per_row[cols][None, :], 0)
             cfg.synapse_labels[h, rows, :] = _LABEL
         labels[kind] = [

@@ -92,6 +92,14 @@ class CalibrationTargets:
         0.01..0.5), ``b`` as the jump of the membrane slope ``w`` per spike [CADC LSB/us]
         (0 or 0.3..10) and ``tau_w`` [us], 20..800 (all three or none per circuit)
     circuits : bool mask of the circuits to calibrate (default: all 512)
+    compartments : optional, the layout of logical (multi-compartment) neurons: the
+        ``ChipConfig.connect_membrane_right`` switches (512 bools, e.g.
+        ``MappingResult.compartment_switches``). A run of joined circuits is calibrated as
+        one neuron: the targets then describe the whole logical neuron (the potentials and
+        time constants of the shared membrane, the threshold of its leftmost, spiking
+        circuit, and ``syn_gain_*`` as the rate of change of the shared membrane per weight
+        step through *any* of its columns). All circuits of a logical neuron must be
+        selected and share its targets.
 
     Examples
     --------
@@ -116,6 +124,7 @@ class CalibrationTargets:
     adapt_b: object = None
     tau_w_us: object = None
     circuits: object = None
+    compartments: object = None
 
     def __post_init__(self):
         for name in (*RANGES, *OPTIONAL_RANGES):
@@ -137,6 +146,23 @@ class CalibrationTargets:
                 mask[c] = True
         mask.setflags(write=False)
         object.__setattr__(self, "circuits", mask)
+        if self.compartments is not None:
+            from cysim.config import _check_compartment_runs
+
+            sw = np.asarray(self.compartments)
+            if sw.shape != (N,) or not (sw.dtype == bool or np.isin(sw, (0, 1)).all()):
+                raise CalibrationRangeError(
+                    f"compartments: give the 512 connect_membrane_right switches (bools), got shape {sw.shape}."
+                )
+            sw = sw.astype(bool)
+            problem = _check_compartment_runs(sw)
+            if problem is not None:
+                raise CalibrationRangeError(f"compartments: {problem}")
+            if not sw.any():
+                sw = None
+            else:
+                sw.setflags(write=False)
+            object.__setattr__(self, "compartments", sw)
         self.check()
 
     @property
@@ -169,6 +195,30 @@ class CalibrationTargets:
     def has_adex(self) -> bool:
         """Whether some selected circuit has AdEx (exponential or adaptation) targets."""
         return self.has_exponential or self.has_adaptation
+
+    @property
+    def has_compartments(self) -> bool:
+        """Whether the targets join circuits into logical neurons."""
+        return self.compartments is not None
+
+    def neuron_size(self) -> np.ndarray:
+        """Circuits of the logical neuron each circuit belongs to (1 where not joined), (512,)."""
+        from cysim import compartment_runs
+
+        size = np.ones(N, dtype=np.int64)
+        if self.compartments is not None:
+            for run in compartment_runs(self.compartments):
+                size[run] = run.size
+        return size
+
+    def per_circuit(self) -> CalibrationTargets:
+        """Targets of the single circuits (switches open) from which a logical neuron starts:
+        the same targets, the synaptic gains times the neuron's number of circuits (a current
+        into one of ``c`` equal membranes moves the shared one ``c`` times less)."""
+        c = self.neuron_size()
+        return replace(
+            self, compartments=None, syn_gain_exc=self.syn_gain_exc * c, syn_gain_inh=self.syn_gain_inh * c
+        )
 
     def without_adex(self) -> CalibrationTargets:
         """The same targets without the AdEx targets (the LIF and bias-current part)."""
@@ -214,6 +264,38 @@ class CalibrationTargets:
                 "v_exp_lsb (V_T) must lie below threshold_lsb (the spike potential of the exponential term); "
                 f"not so on circuit(s) {_fmt_idx(np.flatnonzero(sel)[bad])}."
             )
+        if self.compartments is not None:
+            from cysim import compartment_runs
+
+            c = self.neuron_size()
+            for run in compartment_runs(self.compartments):
+                if not sel[run].all() or not sel[run].any():
+                    if sel[run].any():
+                        raise CalibrationRangeError(
+                            f"compartments: circuits {int(run[0])}..{int(run[-1])} form one logical neuron; "
+                            "select all of them in `circuits` or none."
+                        )
+                    continue
+                for name in RANGES:
+                    v = self.array(name)[run]
+                    if not np.all(v == v[0]):
+                        raise CalibrationRangeError(
+                            f"compartments: circuits {int(run[0])}..{int(run[-1])} form one logical neuron but "
+                            f"have different {name} targets ({_fmt(v)}); give its circuits one target."
+                        )
+            for name in ("syn_gain_exc", "syn_gain_inh"):
+                lo, hi = RANGES[name]
+                v = self.array(name) * c
+                bad = sel & (c > 1) & (v > hi)
+                if bad.any():
+                    idx = np.flatnonzero(bad)
+                    raise CalibrationRangeError(
+                        f"{name} = {_fmt(self.array(name)[bad])} {UNITS[name]} on the logical neuron(s) of "
+                        f"circuit(s) {_fmt_idx(idx)} with {int(c[bad].max())} circuits: each circuit must then "
+                        f"give {_fmt(v[bad])} {UNITS[name]} to its own membrane, above the reachable {hi}. "
+                        f"Choose at most {hi / c[bad].max():.3g} {UNITS[name]} (scale the weights up instead), "
+                        "or fewer circuits per neuron."
+                    )
         bad = self.reset_lsb[sel] >= self.threshold_lsb[sel]
         if bad.any():
             raise CalibrationRangeError(
@@ -234,6 +316,9 @@ class CalibrationTargets:
                 h.update(name.encode())
                 h.update(np.ascontiguousarray(self.array(name), dtype="<f8").tobytes())
         h.update(np.ascontiguousarray(self.circuits).tobytes())
+        if self.compartments is not None:  # (targets without logical neurons keep their digest)
+            h.update(b"compartments")
+            h.update(np.ascontiguousarray(self.compartments).tobytes())
         return h.hexdigest()
 
     def to_json(self) -> str:

@@ -14,6 +14,7 @@ time [us]::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -103,6 +104,7 @@ class Executor:
         self.vmap = vmap
         self.pool = pool
         self.runs = 0
+        self.run_seconds = 0.0  # wall time spent in chip runs (with the distribution), all calls
 
     # --- changes without re-mapping --------------------------------------------------
     def set_weights(self, projection: str, steps) -> None:
@@ -161,6 +163,7 @@ class Executor:
         Observables
         """
         stim = self.stimulus(stimuli, trials)
+        t0 = time.perf_counter()
         if self.pool is not None:
             if plasticity:
                 raise ExecutionError(
@@ -180,6 +183,7 @@ class Executor:
                 plasticity=plasticity,
             )
         self.runs += 1
+        self.run_seconds += time.perf_counter() - t0
         return Observables(result, self.mapping, self.speedup, self.vmap)
 
 

@@ -668,7 +668,7 @@ def _chip_weights(post: _Pop, weights: list, units: NIRUnits, names: list) -> No
     """ParameterRangeError beyond the largest realisable weight; QuantisationWarning where the
     6-bit steps (gain per target population as in the snn chip runner) round noticeably."""
     from ..simulator import QuantisationWarning
-    from ..snn.chip import _GAIN_RANGE, MAX_ROWS, WEIGHT_HEADROOM
+    from ..snn.chip import _GAIN_RANGE, MAX_ROWS, WEIGHT_HEADROOM, weight_range
 
     kind = "LI" if post.kind in ("LI", "CubaLI") else "LIF"
     pmap = hw.PU_MAPS[kind]
@@ -685,16 +685,14 @@ def _chip_weights(post: _Pop, weights: list, units: NIRUnits, names: list) -> No
             f"{_GAIN_RANGE[1]:g} CADC LSB/us at {pmap.lsb_per_pu:g} LSB per pu). Scale the weights down (and "
             "the threshold with them) or use target='mock'."
         )
-    wmax_lsb = float(pmap.slope_to_lsb(max(wmax, 1e-6) * WEIGHT_HEADROOM))
-    rows = min(MAX_ROWS, max(1, math.ceil(wmax_lsb / (hw.WEIGHT_MAX * _GAIN_RANGE[1] * 0.95))))
-    gain = float(np.clip(wmax_lsb / (hw.WEIGHT_MAX * rows), *_GAIN_RANGE))
+    gain, max_steps = weight_range(kind, wmax, WEIGHT_HEADROOM)
     per_step = gain / pmap.lsb_per_pu
     for w, name in zip(weights, names, strict=True):
         a = np.abs(w)
         nz = a > 0
         if not nz.any():
             continue
-        realised = np.minimum(np.rint(a / per_step), hw.WEIGHT_MAX * rows) * per_step
+        realised = np.minimum(np.rint(a / per_step), max_steps) * per_step
         err = np.abs(realised - a)[nz] / a[nz]
         if err.max() > _QUANTISATION_TOLERANCE:
             mean = float(np.sum(np.abs(realised - a)[nz]) / np.sum(a[nz]))

@@ -5,12 +5,19 @@ Pure functions over frozen dataclasses, no global state::
     NetworkSpec --place_populations--> Placement --route_projections--> Routing
     NetworkSpec --map_network--> MappingResult (placement + routing + ChipConfig + lookups)
 
-Hooks for later work: ``PopulationSpec.circuits_per_neuron`` (multi-compartment neurons
-that raise fan-in), and partitioning, which would split a :class:`NetworkSpec` into
-single-chip specs whose cut populations become ``"external"`` sources, each mapped with
-:func:`map_network`.
+``PopulationSpec.circuits_per_neuron`` merges circuits into logical neurons that raise
+fan-in; :func:`plan_feedforward` (:mod:`.partition`) cuts a feed-forward layer stack that
+does not fit one chip into sequential single-chip runs whose inputs are ``"external"``
+sources (seed eq. 19).
 """
 
+from .compartments import (
+    MAX_CIRCUITS_PER_NEURON,
+    compartments_needed,
+    resolve_compartments,
+    source_compartments,
+)
+from .partition import LayerPlan, PartitionPlan, PartitionRun, plan_feedforward
 from .placement import Placement, place_populations
 from .result import MappingResult, map_network
 from .routing import Routing, SourceRoute, SynapseMap, route_projections
@@ -31,15 +38,23 @@ __all__ = [
     "EXTERNAL",
     "INHIBITORY",
     "NEURON",
+    "MAX_CIRCUITS_PER_NEURON",
     "MappingResult",
+    "LayerPlan",
     "NetworkSpec",
+    "PartitionPlan",
+    "PartitionRun",
     "Placement",
     "PopulationSpec",
     "ProjectionSpec",
     "Routing",
     "SourceRoute",
     "SynapseMap",
+    "compartments_needed",
     "map_network",
+    "resolve_compartments",
+    "source_compartments",
     "place_populations",
+    "plan_feedforward",
     "route_projections",
 ]

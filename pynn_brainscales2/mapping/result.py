@@ -2,8 +2,9 @@
 
 The mapping owns these fields of a :class:`cysim.ChipConfig`: ``synapse_weights``,
 ``synapse_labels``, ``row_modes``, ``driver_enable``, ``driver_row_select``,
-``enable_output``, ``output_buses``, ``output_address``, ``bg_buses``, ``bg_address`` and
-the drivers' short-term plasticity (``stp_enable``, ``stp_facilitation``,
+``enable_output``, ``output_buses``, ``output_address``, ``bg_buses``, ``bg_address``,
+the membrane switches of logical neurons (``connect_membrane_right``) and the drivers'
+short-term plasticity (``stp_enable``, ``stp_facilitation``,
 ``stp_utilization``, ``stp_tau_rec``, ``stp_tau_fac``).
 Everything else (CapMem values, ``enable_spiking`` and the other neuron switches,
 background generator modes and rates, readout) is left to calibration and the front
@@ -86,6 +87,7 @@ class MappingResult:
         config.output_address = address
         config.bg_buses = bg_buses
         config.bg_address = bg_address
+        config.connect_membrane_right = self.placement.connect_membrane_right()
         self._write_stp(config)
         return config
 
@@ -111,7 +113,8 @@ class MappingResult:
 
     # --- neurons <-> circuits --------------------------------------------------------
     def circuits(self, population: str) -> np.ndarray:
-        """Circuit (0..511) of each neuron of ``population``."""
+        """Circuit (0..511) of each neuron of ``population``; for logical neurons of several
+        circuits the spiking (leftmost) one, whose spikes and membrane stand for the neuron."""
         try:
             return self.placement.circuits[population]
         except KeyError:
@@ -119,8 +122,25 @@ class MappingResult:
                 f"No on-chip neuron population {population!r}; known: {', '.join(self.placement.circuits)}."
             ) from None
 
+    def compartments(self, population: str) -> np.ndarray:
+        """All circuits of each neuron of ``population``, shape (size, c), left to right;
+        column 0 is :meth:`circuits` (the spiking compartment)."""
+        self.circuits(population)  # the error for an unknown population
+        return self.placement.compartments[population]
+
+    def circuits_per_neuron(self, population: str) -> int:
+        """``c``: circuits per neuron of ``population`` (chosen from its fan-in unless given)."""
+        return int(self.compartments(population).shape[1])
+
+    @property
+    def compartment_switches(self) -> np.ndarray:
+        """``ChipConfig.connect_membrane_right`` of the mapped network, shape (512,): pass it
+        as ``CalibrationTargets(compartments=...)`` to calibrate the logical neurons whole."""
+        return self.placement.connect_membrane_right()
+
     def neurons_of_circuits(self, circuits) -> tuple[np.ndarray, np.ndarray]:
-        """``(population_index, neuron_index)`` of each circuit; -1 where unused."""
+        """``(population_index, neuron_index)`` of each circuit (any compartment of a
+        logical neuron); -1 where unused."""
         c = np.asarray(circuits, dtype=np.int64)
         return self.placement.population_of_circuit[c], self.placement.neuron_of_circuit[c]
 

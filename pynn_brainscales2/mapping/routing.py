@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import hardware as hw
 from ..errors import RoutingError
+from .compartments import source_compartments
 from .placement import Placement, _readonly
 from .spec import INHIBITORY, NetworkSpec
 
@@ -159,7 +160,11 @@ def _pieces(spec: NetworkSpec, placement: Placement) -> dict:
     for k, p in enumerate(spec.projections):
         stp.append(np.full(p.n_connections, 0 if p.stp is None else settings.index(p.stp) + 1))
         src.append(offsets[spec.population_index(p.pre)] + p.pre_idx)
-        circ.append(placement.circuits[p.post][p.post_idx])
+        comp = placement.compartments[p.post] if placement.compartments is not None else None
+        if comp is None or comp.shape[1] == 1:
+            circ.append(placement.circuits[p.post][p.post_idx])
+        else:  # logical neurons: each source into the compartment the round-robin rule gives it
+            circ.append(comp[p.post_idx, source_compartments(spec, p.label, comp.shape[1])])
         inh.append(np.full(p.n_connections, p.receptor == INHIBITORY))
         steps.append(p.steps)
         reserve = p.steps if p.max_steps is None else np.maximum(p.steps, int(p.max_steps))
@@ -191,16 +196,30 @@ def _pieces(spec: NetworkSpec, placement: Placement) -> dict:
 def _fan_in_message(spec, c, column_key: int, rows: int, limit: str) -> str:
     h, col = divmod(column_key, _COLS)
     circuit = h * _COLS + col
+    pop_of = placement_of_circuit = None
+    for pop_label, comp in (c.get("compartments") or {}).items():
+        hit = np.argwhere(comp == circuit)
+        if hit.size:
+            pop_of, placement_of_circuit = pop_label, (int(hit[0, 0]), int(hit[0, 1]), comp.shape[1])
     sel = c["circ"][c["p_conn"]] == circuit
     per_proj = np.bincount(c["proj"][c["p_conn"][sel]], minlength=len(spec.projections))
     parts = ", ".join(
         f"{spec.projections[k].label!r} {int(per_proj[k])}" for k in np.argsort(-per_proj) if per_proj[k]
     )
+    where = f"the neuron on circuit {circuit} (hemisphere {h})"
+    fix = "or raise `circuits_per_neuron` of the target population (logical neurons of several circuits)."
+    if placement_of_circuit is not None and placement_of_circuit[2] > 1:
+        n_idx, o, cpn = placement_of_circuit
+        where = (
+            f"compartment {o} (circuit {circuit}, hemisphere {h}) of neuron {n_idx} of population "
+            f"{pop_of!r} ({cpn} circuits per neuron)"
+        )
+        fix = f"or raise `circuits_per_neuron` of {pop_of!r} above {cpn}."
     return (
-        f"Fan-in too large: the neuron on circuit {circuit} (hemisphere {h}) needs {rows} synapse rows "
-        f"({parts}; weights above {hw.WEIGHT_MAX} steps and multapses take a row each), but {limit}. Reduce the number of connections per neuron, keep weights at most "
-        f"{hw.WEIGHT_MAX} steps (or lower `max_steps`), or use multi-compartment neurons (not "
-        "implemented yet)."
+        f"Fan-in too large: {where} needs {rows} synapse rows "
+        f"({parts}; weights above {hw.WEIGHT_MAX} steps and multapses take a row each), but {limit}. "
+        "Reduce the number of connections per neuron, keep weights at most "
+        f"{hw.WEIGHT_MAX} steps (or lower `max_steps`), " + fix
     )
 
 
@@ -331,6 +350,7 @@ def route_projections(spec: NetworkSpec, placement: Placement) -> Routing:
     [3, 0]
     """
     c = _pieces(spec, placement)
+    c["compartments"] = placement.compartments
     n_sources = int(c["offsets"][-1])
     active, conn_rank = np.unique(c["src"], return_inverse=True)
     c["p_rank"] = conn_rank.reshape(-1)[c["p_conn"]]

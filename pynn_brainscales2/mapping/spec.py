@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import hardware as hw
 from ..errors import PlacementError, RoutingError
 
 NEURON = "neuron"
@@ -45,8 +46,11 @@ class PopulationSpec:
     pinned : tuple of int, optional
         Circuits (0..511) for ``"neuron"``, generators (0..7) for ``"background"``, one per
         neuron, in neuron order. Default: placement chooses.
-    circuits_per_neuron : int
-        Hook for multi-compartment (logical) neurons; only 1 is implemented.
+    circuits_per_neuron : int or None
+        Circuits per neuron (``"neuron"`` populations): 1..64 neighbouring circuits of one
+        hemisphere joined into one logical neuron whose inputs are spread over their
+        synapse columns (see :mod:`.compartments`). None (the default): the fewest the
+        population's fan-in needs (1 where it fits one circuit).
 
     Examples
     --------
@@ -58,7 +62,7 @@ class PopulationSpec:
     size: int
     kind: str = NEURON
     pinned: tuple[int, ...] | None = None
-    circuits_per_neuron: int = 1
+    circuits_per_neuron: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.label, str) or not self.label:
@@ -78,11 +82,21 @@ class PopulationSpec:
                     f"Population {self.label!r} is external: its sources live on the host and cannot "
                     "be pinned. Remove `pinned`."
                 )
-        if self.circuits_per_neuron != 1:
-            raise PlacementError(
-                f"Population {self.label!r} asks for {self.circuits_per_neuron} circuits per neuron; "
-                "multi-compartment neurons are not implemented yet. Use circuits_per_neuron=1."
-            )
+        c = self.circuits_per_neuron
+        if c is not None:
+            limit = hw.MAX_CIRCUITS_PER_NEURON if self.kind == NEURON else 1
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 1 <= c <= limit:
+                raise PlacementError(
+                    f"Population {self.label!r} asks for circuits_per_neuron={c!r}; allowed: an integer "
+                    f"1..{limit}"
+                    + (
+                        " (neighbouring circuits of one hemisphere joined into one logical neuron)"
+                        if self.kind == NEURON
+                        else f" ({self.kind} sources use no neuron circuits)"
+                    )
+                    + ", or None to choose from the fan-in."
+                )
+            object.__setattr__(self, "circuits_per_neuron", int(c))
 
     @property
     def is_source(self) -> bool:

@@ -33,7 +33,7 @@ from cysim import constants as C
 
 from .. import calibration
 from .. import hardware as hw
-from ..errors import ParameterRangeError, ShapeError
+from ..errors import ParameterRangeError, PlacementError, ShapeError
 from ..execution import Executor
 from ..mapping import (
     EXCITATORY,
@@ -76,6 +76,23 @@ def _kind(module) -> str:
     )
 
 
+def max_gain(circuits_per_neuron: int = 1) -> float:
+    """Largest gain [CADC LSB/us per step] a neuron of ``c`` circuits reaches (the synaptic
+    current of one column is shared by ``c`` membranes); larger weights saturate."""
+    return _GAIN_RANGE[1] / max(1, int(circuits_per_neuron))
+
+
+def weight_range(post, wmax: float, headroom: float) -> tuple[float, int]:
+    """``(gain, max_steps)`` of a target population (a module, or its kind ``"LIF"``/``"LI"``)
+    whose largest incoming weight is ``wmax`` [pu/us]: the largest step count maps to
+    ``headroom x wmax`` over up to :data:`MAX_ROWS` rows."""
+    kind = post if isinstance(post, str) else _kind(post)
+    wmax_lsb = float(hw.PU_MAPS[kind].slope_to_lsb(max(wmax, 1e-6) * headroom))
+    rows = min(MAX_ROWS, max(1, math.ceil(wmax_lsb / (63 * _GAIN_RANGE[1] * 0.95))))
+    gain = float(np.clip(wmax_lsb / (63 * rows), *_GAIN_RANGE))
+    return gain, 63 * rows
+
+
 class ChipRunner:
     """Mapping, calibration and executor of one experiment structure.
 
@@ -96,6 +113,9 @@ class ChipRunner:
         self._experiment = experiment
         self.modules = list(handles)
         self.label = {m: f"p{i}" for i, m in enumerate(self.modules)}
+        self.external = {m for m in self.modules if isinstance(m, InputNeuron)}
+        self.sizes = {m: m.size for m in self.modules}
+        self.gain, self.max_steps = {}, {}
         self.synapses = [s.module for s in synapses]
         self.pre_of = {s.module: s.pre.module for s in synapses}
         self.post_of = {}
@@ -106,6 +126,7 @@ class ChipRunner:
             if s not in self.post_of:
                 raise ShapeError(f"{s.describe()} projects onto no population of this pass.")
         self.signature = self.structure_signature(handles, synapses)
+        self.plan = None  # the PartitionPlan (one run) when the network is a layer stack
         self._build()
 
     @staticmethod
@@ -116,23 +137,26 @@ class ChipRunner:
         return mods, syns
 
     # --- building ------------------------------------------------------------------------
+    def _weight(self, synapse) -> torch.Tensor:
+        """The weights of ``synapse`` this runner puts on the chip."""
+        return synapse.weight
+
+    def _population_spec(self, module) -> PopulationSpec:
+        kind = EXTERNAL if module in self.external else NEURON
+        return PopulationSpec(self.label[module], self.sizes[module], kind)
+
     def _build(self) -> None:
-        pops = []
-        for m in self.modules:
-            kind = EXTERNAL if isinstance(m, InputNeuron) else NEURON
-            pops.append(PopulationSpec(self.label[m], m.size, kind))
-        # gain per target population from the largest incoming weight
-        self.gain, self.max_steps = {}, {}
+        pops = [self._population_spec(m) for m in self.modules]
+        # gain per target population from the largest incoming weight (unless given)
         for post in {self.post_of[s] for s in self.synapses}:
+            if post in self.gain:
+                continue
             wmax = max(float(s.weight.detach().abs().max()) for s in self.synapses if self.post_of[s] is post)
-            wmax_lsb = float(hw.PU_MAPS[_kind(post)].slope_to_lsb(max(wmax, 1e-6) * self.headroom))
-            rows = min(MAX_ROWS, max(1, math.ceil(wmax_lsb / (63 * _GAIN_RANGE[1] * 0.95))))
-            gain = float(np.clip(wmax_lsb / (63 * rows), *_GAIN_RANGE))
-            self.gain[post], self.max_steps[post] = gain, 63 * rows
+            self.gain[post], self.max_steps[post] = weight_range(post, wmax, self.headroom)
         projections = []
         for s in self.synapses:
             pre, post = self.pre_of[s], self.post_of[s]
-            n_out, n_in = s.weight.shape
+            n_out, n_in = self._weight(s).shape
             post_idx, pre_idx = np.meshgrid(np.arange(n_out), np.arange(n_in), indexing="ij")
             for receptor in (EXCITATORY, INHIBITORY):
                 projections.append(
@@ -148,10 +172,19 @@ class ChipRunner:
                     )
                 )
         self.mapping = map_network(NetworkSpec(tuple(pops), tuple(projections)))
+        for post in self.gain:  # a logical neuron of c circuits: a step moves c membranes
+            c = getattr(self.mapping, "circuits_per_neuron", lambda label: 1)(self.label[post])
+            self.gain[post] = min(self.gain[post], max_gain(c))
+        budget = int(getattr(self._experiment, "max_circuits", None) or hw.N_CIRCUITS)
+        if self.mapping.placement.n_used > budget:
+            raise PlacementError(
+                f"The network uses {self.mapping.placement.n_used} neuron circuits; the experiment allows "
+                f"{budget} (max_circuits). Raise max_circuits (at most {hw.N_CIRCUITS}) or make the network smaller."
+            )
         self.calibration = calibration.calibrate(self.chip, self._targets())
         config = self.calibration.apply(self.mapping.config)
         for m in self.modules:
-            if isinstance(m, InputNeuron):
+            if m in self.external:
                 continue
             circuits = self.mapping.circuits(self.label[m])
             config.enable_spiking[circuits] = _kind(m) == "LIF"
@@ -167,11 +200,11 @@ class ChipRunner:
         fields = {name: np.full(C.N_CIRCUITS, np.nan) for name in calibration.RANGES}
         used = np.zeros(C.N_CIRCUITS, bool)
         for m in self.modules:
-            if isinstance(m, InputNeuron):
+            if m in self.external:
                 continue
             kind = _kind(m)
             p = m.params
-            c = self.mapping_circuits_preview(m)
+            c = self._target_circuits(m)
             pu = hw.PU_MAPS[kind]
             leak = pu.rest_lsb
             fields["leak_lsb"][c] = leak
@@ -195,7 +228,17 @@ class ChipRunner:
             used[c] = True
         for name, (lo, hi) in calibration.RANGES.items():  # unused circuits: any valid value
             fields[name][~used] = 0.5 * (lo + hi) if name != "reset_lsb" else lo
+        switches = getattr(self.mapping, "compartment_switches", None)
+        if switches is not None and np.any(switches):  # logical neurons are calibrated whole
+            return calibration.CalibrationTargets(**fields, circuits=used, compartments=switches)
         return calibration.CalibrationTargets(**fields, circuits=used)
+
+    def _target_circuits(self, module) -> np.ndarray:
+        """All circuits of the neurons of ``module`` (every compartment of a logical neuron)."""
+        compartments = getattr(self.mapping, "compartments", None)
+        if compartments is None:
+            return self.mapping_circuits_preview(module)
+        return np.asarray(compartments(self.label[module])).reshape(-1)
 
     def mapping_circuits_preview(self, module) -> np.ndarray:
         return self.mapping.circuits(self.label[module])
@@ -205,7 +248,7 @@ class ChipRunner:
         """Integer steps of ``synapse`` per receptor (connection order: post-major)."""
         post = self.post_of[synapse]
         w = (
-            hw.PU_MAPS[_kind(post)].slope_to_lsb(synapse.weight.detach().cpu().double().numpy())
+            hw.PU_MAPS[_kind(post)].slope_to_lsb(self._weight(synapse).detach().cpu().double().numpy())
             / self.gain[post]
         )
         cap = self.max_steps[post]
@@ -235,15 +278,18 @@ class ChipRunner:
 
     def run(self, handles: dict, n_steps: int) -> dict:
         """Run the pass on the chip; returns module -> (spikes, fraction, v) tensors."""
-        obs, first_input, batch, ref = self._execute(handles, n_steps)
+        return self.collect(*self._execute(handles, n_steps), n_steps)
+
+    def collect(self, obs, first_input, batch: int, ref: torch.Tensor, n_steps: int) -> dict:
+        """Tensors of :meth:`run` from the observables of a run."""
         out = {}
         grid = np.arange(n_steps) * self.dt
         for m in self.modules:
-            if isinstance(m, InputNeuron):
+            if m in self.external:
                 continue
             label = self.label[m]
-            spikes = np.zeros((n_steps, batch, m.size))
-            frac = np.zeros((n_steps, batch, m.size))
+            spikes = np.zeros((n_steps, batch, self.sizes[m]))
+            frac = np.zeros((n_steps, batch, self.sizes[m]))
             if _kind(m) == "LIF":
                 for b in range(batch):
                     neuron, t = obs.spikes_us(label, b)
@@ -264,20 +310,23 @@ class ChipRunner:
         spike times [us] ``[batch, n, m]`` (ascending per neuron, ``inf`` padded), or
         ``("LI", v, (lo, hi))`` with the CADC trace on the grid [pu] ``[steps, batch, n]`` and the
         readable range ``[batch, n]``. Nothing per time step is read for LIF populations."""
-        obs, first_input, batch, ref = self._execute(handles, n_steps)
+        return self.collect_events(*self._execute(handles, n_steps), n_steps)
+
+    def collect_events(self, obs, first_input, batch: int, ref: torch.Tensor, n_steps: int) -> dict:
+        """What :meth:`run_events` returns, from the observables of a run."""
         out = {}
         grid = np.arange(n_steps) * self.dt
         t_end = n_steps * self.dt
         for m in self.modules:
-            if isinstance(m, InputNeuron):
+            if m in self.external:
                 continue
             label = self.label[m]
             if _kind(m) == "LIF":
                 per_trial = [obs.spikes_us(label, b) for b in range(batch)]
-                counts = np.zeros((batch, m.size), dtype=np.int64)
+                counts = np.zeros((batch, self.sizes[m]), dtype=np.int64)
                 for b, (neuron, t) in enumerate(per_trial):
                     np.add.at(counts[b], neuron[t <= t_end], 1)
-                times = np.full((batch, m.size, max(1, int(counts.max(initial=0)))), np.inf)
+                times = np.full((batch, self.sizes[m], max(1, int(counts.max(initial=0)))), np.inf)
                 for b, (neuron, t) in enumerate(per_trial):
                     ok = t <= t_end
                     neuron, t = neuron[ok], t[ok]
@@ -295,9 +344,26 @@ class ChipRunner:
     def _execute(self, handles: dict, n_steps: int):
         """Write weights and inputs, run the batch as trials; returns the observables, the time
         of the first input per trial, the batch size and a reference tensor."""
+        stimuli, first_input, batch, ref = self.stimuli(handles, n_steps)
+        return self.execute(stimuli, n_steps), first_input, batch, ref
+
+    def execute(self, stimuli: list, n_steps: int, trial_seeds=None):
+        """Write the current weights and run one trial per entry of ``stimuli`` (a dict
+        ``{label: (neuron indices, times [us])}`` per trial); returns the observables."""
+        self.write_weights()
+        return self.executor.run(
+            stimuli, duration_us=n_steps * self.dt, trials=len(stimuli), trial_seeds=trial_seeds
+        )
+
+    def write_weights(self) -> None:
+        """Write the synapses' current weights into the executor's configuration."""
         for s in self.synapses:
             for receptor, steps in self.weight_steps(s).items():
                 self.executor.set_weights(self._proj(s, receptor), steps)
+
+    def stimuli(self, handles: dict, n_steps: int):
+        """Host events of the input modules per trial, the time of the first input per trial,
+        the batch size and a reference tensor (dtype, device)."""
         inputs = [m for m in self.modules if isinstance(m, InputNeuron)]
         ref = handles[inputs[0]].spikes
         batch = ref.shape[1]
@@ -312,9 +378,7 @@ class ChipRunner:
                 stimuli[b][self.label[m]] = (n_idx[sel], times[sel])
                 if sel.any():
                     first_input[b] = min(first_input[b], times[sel].min())
-        duration = n_steps * self.dt
-        obs = self.executor.run(stimuli, duration_us=duration, trials=batch)
-        return obs, first_input, batch, ref
+        return stimuli, first_input, batch, ref
 
     def _trace(self, obs, label, module, grid, first_input) -> np.ndarray:
         """CADC samples of ``label`` on the grid [pu], relative to the measured resting level,

@@ -11,7 +11,9 @@ the handles the modules returned (the graph). :func:`run` executes that graph:
   (recurrent networks) advance together step by step.
 - ``mock=False``: on the chip through :mod:`pynn_brainscales2.execution`
   (:mod:`.chip`, :func:`_run_on_chip`): mapped and calibrated once, the chip's spikes and
-  membrane traces injected into the torch graph.
+  membrane traces injected into the torch graph. A feed-forward layer stack that does not
+  fit one chip runs as sequential partitions (:mod:`.partition`); see
+  :attr:`Experiment.partition_plan`.
 
 After the run the pass is closed: the next forward pass records a new graph.
 """
@@ -24,10 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ShapeError, TensorTypeError
+from ..execution.distributed import check_pool
 from .eventprop import run_eventprop, uses_eventprop
 from .functional.events import delays, input_arrivals, spike_arrivals, step_arrival
 from .functional.neurons import initial_state, integrate, propagators, step_function
-from ..execution.distributed import check_pool
 from .handles import NeuronHandle, SynapseHandle
 from .modules import InputNeuron
 
@@ -54,7 +56,24 @@ class Experiment:
     executor : dask.distributed.Client or concurrent.futures.Executor, optional
         Chip mode: spread the trials of every batch over these workers (each holds a chip of
         the same seed with the calibrated configuration shipped to it); results are
-        bit-identical to running in this process. Default: run in this process.
+        bit-identical to running in this process. Default: run in this process. The
+        partitions of one layer of a partitioned network are submitted together.
+    max_circuits : int, optional
+        Chip mode: neuron circuits one chip run may use (default all 512). A network that
+        needs more (or does not map at all) and is a feed-forward layer stack runs as
+        sequential partitions of at most this many circuits; a smaller value lets small
+        networks be partitioned (tests, comparisons).
+
+    Notes
+    -----
+    Partitioning: in chip mode a network that does not fit one chip, if it is a layer stack
+    (``InputNeuron -> Synapse -> LIF -> Synapse -> ... -> LI``), is cut per layer into
+    partitions of ``c``-circuit neurons (``c = ceil(fan-in / 128)``, at most
+    ``floor(max_circuits / c)`` per run; seed eq. 19) that run one after another, the spikes
+    of a layer played in as the next layer's input. :attr:`partition_plan` shows the plan of
+    the last chip-mode pass (``print(exp.partition_plan)``);
+    :func:`pynn_brainscales2.mapping.plan_feedforward` plans without a chip. Recurrent
+    networks that do not fit raise an error.
 
     Examples
     --------
@@ -64,9 +83,28 @@ class Experiment:
     """
 
     def __init__(
-        self, mock: bool = True, dt: float = 0.1, chip=None, weight_headroom: float = 2.0, executor=None
+        self,
+        mock: bool = True,
+        dt: float = 0.1,
+        chip=None,
+        weight_headroom: float = 2.0,
+        executor=None,
+        max_circuits: int | None = None,
     ):
         check_pool(executor)
+        if max_circuits is not None:
+            from .. import hardware as hw
+
+            if (
+                isinstance(max_circuits, bool)
+                or not isinstance(max_circuits, int)
+                or not (1 <= max_circuits <= hw.N_CIRCUITS)
+            ):
+                raise ValueError(
+                    f"Experiment max_circuits = {max_circuits!r}: give an integer 1..{hw.N_CIRCUITS} (the chip's "
+                    "neuron circuits), or None for all."
+                )
+        self.max_circuits = max_circuits
         dt = float(dt)
         if not math.isfinite(dt) or dt <= 0:
             raise ValueError(f"Experiment dt = {dt} us: give a positive grid step in us (e.g. 0.1).")
@@ -84,6 +122,13 @@ class Experiment:
 
     def __repr__(self):
         return f"Experiment(mock={self.mock}, dt={self.dt:g} us, {len(self.modules)} modules)"
+
+    @property
+    def partition_plan(self):
+        """The :class:`~pynn_brainscales2.mapping.PartitionPlan` of the last chip-mode pass:
+        ``n_runs == 1`` when the network fit one chip, more when it ran as partitions; None
+        before the first chip-mode pass and for networks that are no layer stack."""
+        return getattr(self._runner, "plan", None)
 
     # --- registration (called by the modules) -----------------------------------------
     def register(self, module) -> None:
@@ -148,6 +193,7 @@ def _run_on_chip(experiment: Experiment, n_steps: int) -> None:
     uses its own spikes; the cycle's outputs are injected afterwards.
     """
     from .chip import ChipRunner
+    from .partition import make_runner
 
     if experiment.chip is None:
         from cysim import VirtualChip
@@ -158,7 +204,7 @@ def _run_on_chip(experiment: Experiment, n_steps: int) -> None:
     signature = ChipRunner.structure_signature(handles, experiment._synapses)
     runner = experiment._runner
     if runner is None or runner.signature != signature:
-        runner = experiment._runner = ChipRunner(experiment, handles, experiment._synapses)
+        runner = experiment._runner = make_runner(experiment, handles, experiment._synapses)
     if uses_eventprop(handles):
         run_eventprop(experiment, n_steps, runner.run_events(handles, n_steps), runner.realised_weight)
         return

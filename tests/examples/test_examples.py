@@ -104,3 +104,30 @@ def test_adex_firing_patterns(tmp_path, capsys):
     assert p["initial burst"]["last_isi_ms"] > 5 * p["initial burst"]["first_isi_ms"]
     assert result["refused"] == ["irregular"]  # negative a: the chip cannot, says so
     assert_figure(out)
+
+
+def test_nir_norse_yinyang(tmp_path, capsys):
+    pytest.importorskip("norse.torch")
+    out = tmp_path / "nir.png"
+    argv = ["--quick", "--epochs", "5", "--batch-size", "100", "--finetune-epochs", "1", "--out", str(out)]
+    result = run_example("nir_norse_yinyang", argv, capsys)
+    assert result["norse_test_accuracy"] > 0.5  # 50 Norse steps: well above chance (1/3)
+    # the imported network on the realistic chip keeps what Norse learned
+    assert result["imported_test_accuracy"] > result["norse_test_accuracy"] - 0.1
+    assert len(result["finetune_curve"]) == 1
+    assert_figure(out)
+
+
+def test_mnist(tmp_path, capsys):
+    out = tmp_path / "mnist"
+    result = run_example("mnist", ["--quick", "--out", str(out), "--no-progress"], capsys)
+    # 20 batches of 100 images: far from trained, far above chance (10 %)
+    assert result["test_accuracy"] > 0.5
+    assert 0.05 < result["spikes_per_neuron_per_input"] < 3.0
+    assert result["partitions"] == 3  # 484 -> 256 -> 10: two runs for the hidden layer, one for the output
+    assert_figure(out / "mock_seed0_quick.png")
+    # the checkpoint reproduces the network: evaluating it gives the same test accuracy
+    checkpoint = str(out / "mock_seed0_quick.pt")
+    argv = ["--quick", "--epochs", "0", "--init", checkpoint, "--out", str(tmp_path / "e")]
+    again = run_example("mnist", argv, capsys)
+    assert again["initial_test_accuracy"] == result["test_accuracy"] == again["test_accuracy"]

@@ -262,3 +262,18 @@ def test_snn_experiment_refuses_a_non_executor():
 
     with pytest.raises(ExecutionError, match="concurrent.futures.Executor"):
         snn.Experiment(mock=False, executor="tcp://scheduler:8786")
+
+
+def test_scale_out_benchmark_sweep_matches_in_process(dask_client):
+    """The workload of benchmarks/scale_out.py: whole chip-mode trainings on workers."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "scale_out.py"
+    spec = importlib.util.spec_from_file_location("scale_out_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    local = [bench.train(s, 2, 16, 0.1)[0] for s in (0, 1)]  # calibrates once, into the shared cache
+    seconds, remote = bench.sweep(dask_client, [0, 1], steps=2, batch=16, dt=0.1)
+    assert seconds > 0
+    assert remote == local and remote[0] != remote[1]

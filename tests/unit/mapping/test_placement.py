@@ -93,7 +93,9 @@ def test_bad_population_specs():
         PopulationSpec("a", 1, kind="neurons")
     with pytest.raises(PlacementError, match="cannot be pinned"):
         PopulationSpec("a", 1, EXTERNAL, pinned=(0,))
-    with pytest.raises(PlacementError, match="not implemented"):
-        PopulationSpec("a", 1, circuits_per_neuron=2)
+    with pytest.raises(PlacementError, match="allowed: an integer 1..64"):
+        PopulationSpec("a", 1, circuits_per_neuron=65)
+    with pytest.raises(PlacementError, match="allowed: an integer 1..1"):
+        PopulationSpec("a", 1, EXTERNAL, circuits_per_neuron=2)
     with pytest.raises(PlacementError, match="unique"):
         NetworkSpec((PopulationSpec("a", 1), PopulationSpec("a", 2)))

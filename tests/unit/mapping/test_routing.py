@@ -156,11 +156,26 @@ def test_fan_in_above_256_rows_names_neuron_projection_and_numbers():
             ProjectionSpec("more->out", "more", "out", np.arange(100), np.zeros(100), np.full(100, 10)),
         ),
     )
+    # one circuit per neuron forced at placement: routing names the column and the rows
     with pytest.raises(RoutingError) as err:
-        _route(spec)
+        route_projections(spec, place_populations(spec, circuits_per_neuron={"out": 1}))
     msg = str(err.value)
     assert "circuit 0 (hemisphere 0) needs 300 synapse rows ('in->out' 200, 'more->out' 100" in msg
     assert "a hemisphere has 256" in msg and "Reduce the number of connections" in msg
+    assert "raise `circuits_per_neuron`" in msg
+    # an explicit circuits_per_neuron=1 is refused before routing, with the fix
+    explicit = NetworkSpec(
+        (spec.populations[0], spec.populations[1], PopulationSpec("out", 1, circuits_per_neuron=1)),
+        spec.projections,
+    )
+    with pytest.raises(RoutingError) as err:
+        _route(explicit)
+    msg = str(err.value)
+    assert "Population 'out' has circuits_per_neuron=1" in msg and "needs 300 synapse rows" in msg
+    assert "a column has 256 rows" in msg and "Set circuits_per_neuron=2" in msg
+    # left to the mapping, the neuron gets two circuits; 150 sources per column, in rows that
+    # carry one source (label) to compartment 0 and another to compartment 1
+    assert _route(spec).rows_used().tolist() == [150, 0]  # rows shared by the two columns
 
 
 def test_one_source_cannot_use_more_than_one_padi_bus():

@@ -124,3 +124,68 @@ def test_regularisers():
     assert T.firing_rate_regulariser(spikes, target=1.0).item() == pytest.approx(5 / 6)
     w1, w2 = torch.tensor([1.0, -2.0]), torch.tensor([[0.5]])
     assert T.weight_regulariser([w1, w2], 3.0).item() == pytest.approx(3.0 * (1 + 16 + 0.0625) / 3)
+
+
+def test_center_crop_keeps_the_middle():
+    img = torch.arange(36.0).view(1, 6, 6)
+    out = T.center_crop(img, 2)
+    assert out.tolist() == [[[14.0, 15.0], [20.0, 21.0]]]
+    with pytest.raises(ShapeError, match="1..6"):
+        T.center_crop(img, 7)
+
+
+def test_rotate_turns_counter_clockwise_and_keeps_the_centre():
+    img = torch.zeros(2, 7, 7)
+    img[:, 3, 3] = 1.0
+    img[:, 3, 5] = 1.0  # two pixels right of the centre
+    out = T.rotate(img, torch.tensor([0.0, 90.0]))
+    torch.testing.assert_close(out[0], img[0], atol=1e-6, rtol=0)
+    expected = torch.zeros(7, 7)
+    expected[3, 3] = expected[1, 3] = 1.0  # now two pixels above it
+    torch.testing.assert_close(out[1], expected, atol=1e-5, rtol=0)
+    # 45 degrees: bilinear interpolation spreads the pixel, its mass stays close to one
+    spread = T.rotate(img[:1], torch.tensor([45.0]))
+    assert 1.5 < float(spread.sum()) < 2.5 and float(spread.max()) < 1.0 + 1e-6
+
+
+def test_random_rotation_rotates_about_a_fraction_p_and_brightens_them():
+    img = torch.zeros(400, 9, 9)
+    img[:, 4, 2:7] = 0.6  # a horizontal bar
+    out = T.random_rotation(img, 25.0, p=0.5, gain=1.5, generator=torch.Generator().manual_seed(1))
+    changed = (out != img).flatten(1).any(1)
+    assert 0.4 < float(changed.float().mean()) < 0.6
+    assert float(out.max()) <= 1.0 and float(out[changed].max()) > 0.6  # gain 1.5, clipped at 1
+    # the bar's end moves by at most 25 degrees: row offset <= 2 tan(25 deg) + interpolation
+    rows = out[changed].sum(2).argmax(1)
+    assert int((rows - 4).abs().max()) <= 1
+    again = T.random_rotation(img, 25.0, p=0.5, gain=1.5, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, again)
+
+
+def test_stroke_noise_only_near_the_strokes():
+    img = torch.zeros(200, 16, 16)
+    img[:, 6:10, 6:10] = 0.5
+    out = T.stroke_noise(img, std=0.3, p=0.5, sigma_px=1.0, generator=torch.Generator().manual_seed(0))
+    noisy = (out != img).flatten(1).any(1)
+    assert 0.35 < float(noisy.float().mean()) < 0.65
+    far = torch.ones(16, 16, dtype=torch.bool)
+    far[3:13, 3:13] = False  # beyond 3 pixels of the square the blurred mask is < 1e-2 ... and 0 here
+    assert float(out[:, far].abs().max()) == 0.0
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    inside = out[noisy][:, 6:10, 6:10]
+    assert 0.15 < float(inside.std()) < 0.4  # std 0.3, mask close to 1 inside the square
+    torch.testing.assert_close(out[~noisy], img[~noisy])
+
+
+def test_burst_and_trace_regularisers():
+    spikes = torch.zeros(10, 2, 3)
+    spikes[:4, 0, 0] = 1.0  # 4 spikes: 3 beyond one
+    spikes[0, 0, 1] = spikes[5, 1, 2] = spikes[6, 1, 2] = 1.0  # 1 and 2 spikes
+    # sample 0: 3^2 + 0 = 9, sample 1: 1^2 = 1 -> mean 5
+    assert T.burst_regulariser(spikes).item() == pytest.approx(5.0)
+    assert T.burst_regulariser(spikes, allowed=0, power=1).item() == pytest.approx((5 + 2) / 2)
+    v = torch.tensor([[2.0, -1.0], [0.0, 3.0]], requires_grad=True)
+    r = T.trace_regulariser(v)
+    assert r.item() == pytest.approx((16 + 1 + 0 + 81) / 4)
+    r.backward()
+    torch.testing.assert_close(v.grad, v.detach() ** 3)  # d/dv mean(v^4) = 4 v^3 / 4
