@@ -9,8 +9,8 @@ trainings are whole experiments: :func:`pynn_brainscales2.execution.parameter_sw
 them over the workers of a ``dask.distributed.LocalCluster(n_workers=n,
 threads_per_worker=1)``.
 
-- ``seconds_1_worker``, ``seconds_2_workers``: the whole sweep, after a warm-up task on
-  every worker (imports); ``speedup = seconds_1_worker / seconds_2_workers``;
+- ``seconds_1_worker``, ``seconds_2_workers``: the whole sweep, after a warm-up on every
+  worker (one-time imports); ``speedup = seconds_1_worker / seconds_2_workers``;
   ``identical_losses``: every training's losses agree bit for bit between the two clusters
   (trial seeds are drawn per trial, not per worker).
 - ``batch_split``: one training whose batches are split over the workers instead
@@ -79,8 +79,11 @@ def train(seed: int, steps: int, batch: int, dt: float, executor=None):
 
 
 def _warm(_):
-    import pynn_brainscales2  # noqa: F401  (imports torch and the engine on the worker)
+    """One-time imports on a worker (the engine, torch, and the optimiser's first-use import
+    of ``torch._dynamo``, about 3 s), so that the timed sweep measures the trainings."""
+    import pynn_brainscales2  # noqa: F401
 
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     return os.getpid()
 
 

@@ -273,13 +273,16 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(args.seed)
     plan = plan_feedforward([CROP * CROP, model.hidden.size, 10], names=["hidden", "output"])
     stem = f"{args.mode}_seed{args.seed}" + ("_quick" if args.quick else "")
+    if args.epochs == 0:  # an evaluation: named after what it evaluates, next to the runs
+        stem = f"{args.mode}_eval_" + (args.init.stem if args.init else f"untrained_seed{args.seed}")
     args.out.mkdir(parents=True, exist_ok=True)
     figure = args.figure or args.out / f"{stem}.png"
     eval_batch = 500 if chip_mode else 1000
 
     first_epoch = 1  # with --init next to its run's JSON: count on from that run's epochs
     if args.init and args.init.with_suffix(".json").is_file():
-        first_epoch += json.loads(args.init.with_suffix(".json").read_text()).get("epochs", 0)
+        before = json.loads(args.init.with_suffix(".json").read_text())
+        first_epoch = before.get("first_epoch", 1) + before.get("epochs", 0)
     initial = None
     if args.init or args.epochs == 0:  # the loaded network in this mode, before any training
         initial = evaluate(model, x_test, y_test, eval_batch)
@@ -382,6 +385,8 @@ def main(argv=None):
         torch.save(model.state_dict(), args.out / f"{stem}.pt")
         plot_curves([summary()], figure)
     result = summary()
+    if not history:
+        (args.out / f"{stem}.json").write_text(json.dumps(result))
     print("RESULT " + json.dumps(result))
     return result
 

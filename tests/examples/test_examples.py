@@ -128,6 +128,7 @@ def test_mnist(tmp_path, capsys):
     assert_figure(out / "mock_seed0_quick.png")
     # the checkpoint reproduces the network: evaluating it gives the same test accuracy
     checkpoint = str(out / "mock_seed0_quick.pt")
-    argv = ["--quick", "--epochs", "0", "--init", checkpoint, "--out", str(tmp_path / "e")]
+    argv = ["--quick", "--epochs", "0", "--init", checkpoint, "--out", str(out)]
     again = run_example("mnist", argv, capsys)
     assert again["initial_test_accuracy"] == result["test_accuracy"] == again["test_accuracy"]
+    assert (out / "mock_eval_mock_seed0_quick.json").is_file()
