@@ -17,11 +17,13 @@ and get noise near the strokes (p = 0.5).
 Chip mode (``snn.Experiment(mock=False)``: the virtual chip runs every forward pass, the
 gradient follows the model) fine-tunes a mock-trained network (``--init``) with the
 regulariser coefficients of the seed's Table 4. The network does not fit one chip: 484
-inputs need 4 neuron circuits per hidden neuron (128 inputs each), so the 256 hidden neurons
-run in two chip runs of 128 and the output layer in a third (seed eq. (19),
-:func:`~pynn_brainscales2.mapping.plan_feedforward`). ``partitions`` in the result is that number of chip runs per batch;
-mock mode reports the same plan (it is what a chip run of the same network needs), although
-the mock simulation itself runs the whole network at once.
+inputs need 4 neuron circuits per hidden neuron (128 inputs each, one synapse row per sign:
+:meth:`MNISTSNN.map_cap_to_chip_range`), so the 256 hidden neurons run in two chip runs of
+128 and the output layer in a third (seed eq. (19),
+:func:`~pynn_brainscales2.mapping.plan_feedforward`). ``partitions`` in the result is that
+number of chip runs per batch, as executed in chip mode; mock mode reports the planned
+number (what a chip run of the same network needs), although the mock simulation itself
+runs the whole network at once.
 
 The last line printed is ``RESULT {json}`` with ``test_accuracy``, ``partitions``,
 ``spikes_per_neuron_per_input`` (hidden layer, test set) and the per-epoch curves. Results,
@@ -173,6 +175,8 @@ def plot_curves(results: list[dict], path: Path) -> None:
     fig, (ax_acc, ax_loss, ax_rate) = plt.subplots(1, 3, figsize=(13, 3.8))
     for r, colour in zip(results, plt.cm.tab10.colors, strict=False):
         label = f"{r['mode']}, seed {r['seed']}"
+        if r.get("settings", {}).get("init"):
+            label += f", from {Path(r['settings']['init']).stem}"
         epochs = range(r.get("first_epoch", 1), r.get("first_epoch", 1) + len(r["test_curve"]))
         n_test = r["settings"]["test_samples"]
         test_label = f"test ({n_test} images), {label}"

@@ -44,11 +44,14 @@ def test_yinyang_subset_beats_chance_within_a_few_epochs():
     assert accuracy > 0.6, accuracy  # chance: 1/3
 
 
-def test_yinyang_example_runs_and_prints_its_result(capsys):
+def test_yinyang_example_runs_and_prints_its_result(capsys, tmp_path):
     spec = importlib.util.spec_from_file_location("yinyang_example", ROOT / "examples" / "yinyang.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    result = example.main(["--epochs", "1", "--train-size", "300", "--dt", "1.0", "--no-progress"])
+    figure = tmp_path / "yinyang.png"
+    argv = ["--epochs", "1", "--train-size", "300", "--dt", "1.0", "--no-progress", "--figure", str(figure)]
+    result = example.main(argv)
+    assert figure.exists() and figure.stat().st_size > 10_000
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("RESULT ")
     printed = json.loads(last[len("RESULT ") :])
