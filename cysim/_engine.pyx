@@ -782,6 +782,32 @@ cdef inline uint8_t _read_acausal(const Params* p, const Trial* st, int32_t s) n
     return p.zero_a[s] if k < 0 else _readout(st.acc_a[k] + p.offh_a[k])
 
 
+cdef inline int16_t _bounded_weight(double y, double lo, double hi, int* clipped) noexcept nogil:
+    """``y`` (weight plus its whole step) bounded to ``lo..hi``, rounded and held in the 6-bit
+    range 0..63 (``clipped[0]`` set to 1 when that last clip acted)."""
+    y = lo if y < lo else y
+    y = hi if y > hi else y
+    y = cysim_floor(y + 0.5)
+    y = -32768.0 if y < -32768.0 else (32767.0 if y > 32767.0 else y)
+    cdef int16_t wi = <int16_t>y
+    if wi < 0 or wi > 63:
+        clipped[0] = 1
+        wi = 0 if wi < 0 else 63
+    return wi
+
+
+cdef inline void _write_weight(const Params* p, Trial* st, NatState* ns, int32_t s, int16_t wi) noexcept nogil:
+    """Weight ``wi`` of synapse ``s`` in effect from now on (amplitude of its entry included)."""
+    cdef int64_t k
+    if wi != ns.w:
+        ns.w = wi
+        st.weights[s] = wi
+        st.applied[s] = wi
+        k = p.syn_entry[s]
+        if k >= 0:
+            st.amp[k] = ((<double>wi * p.syn_dg[s]) * p.syn_sg[s]) * st.gain[p.syn_gidx[s]]
+
+
 cdef inline int _update(const Params* p, Trial* st, int g, const NatItem* it,
                         int write_readouts) noexcept nogil:
     """The weight update of one synapse of compiled program ``g``; returns 1 if the new
@@ -795,7 +821,6 @@ cdef inline int _update(const Params* p, Trial* st, int g, const NatItem* it,
     cdef double hi = par[5]
     cdef int16_t wi
     cdef int clipped = 0
-    cdef int64_t k
     cdef int quiet = it.rc == it.zc and it.ra == it.za
     w = <double>ns.w
     if quiet:  # K+ = K- = 0: dw = +-0 leaves the carry as it is
@@ -813,22 +838,8 @@ cdef inline int _update(const Params* p, Trial* st, int g, const NatItem* it,
     step = cysim_floor(c + 0.5)
     c = c - step
     ns.carry = c
-    y = w + step
-    y = lo if y < lo else y
-    y = hi if y > hi else y
-    y = cysim_floor(y + 0.5)
-    y = -32768.0 if y < -32768.0 else (32767.0 if y > 32767.0 else y)
-    wi = <int16_t>y
-    if wi < 0 or wi > 63:
-        clipped = 1
-        wi = 0 if wi < 0 else 63
-    if wi != ns.w:  # (the weight in effect equals the written one before a tick)
-        ns.w = wi
-        st.weights[s] = wi
-        st.applied[s] = wi
-        k = p.syn_entry[s]
-        if k >= 0:
-            st.amp[k] = ((<double>wi * p.syn_dg[s]) * p.syn_sg[s]) * st.gain[p.syn_gidx[s]]
+    wi = _bounded_weight(w + step, lo, hi, &clipped)
+    _write_weight(p, st, ns, s, wi)  # (the weight in effect equals the written one before a tick)
     if p.nat_reset[g]:
         if write_readouts and not quiet:
             st.read_c[s] = it.zc
@@ -853,11 +864,12 @@ cdef int64_t _settle(const Params* p, Trial* st, int g) noexcept nogil:
     cdef int64_t q1 = p.nat_off[g + 1]
     cdef int uniform = p.nat_uniform[g]
     cdef const double* par = p.q_par + 8 * p.nat_par[g]
-    cdef int64_t q, k
+    cdef int64_t q
     cdef int32_t s
     cdef NatState* ns
     cdef double c, step, y, lo, hi
     cdef int16_t wi
+    cdef int one
     cdef int64_t clipped = 0
     cdef uint32_t stamp = st.stamp
     for q in range(q0, q1):
@@ -875,23 +887,11 @@ cdef int64_t _settle(const Params* p, Trial* st, int g) noexcept nogil:
             continue  # nothing changes (carry - 0 is the carry)
         c = c - step
         ns.carry = c
-        y = y + step
-        y = lo if y < lo else y
-        y = hi if y > hi else y
-        y = cysim_floor(y + 0.5)
-        y = -32768.0 if y < -32768.0 else (32767.0 if y > 32767.0 else y)
-        wi = <int16_t>y
-        if wi < 0 or wi > 63:
-            clipped += 1
-            wi = 0 if wi < 0 else 63
+        one = 0
+        wi = _bounded_weight(y + step, lo, hi, &one)
+        clipped += one
         s = p.q_syn[q]
-        if wi != ns.w:
-            ns.w = wi
-            st.weights[s] = wi
-            st.applied[s] = wi
-            k = p.syn_entry[s]
-            if k >= 0:
-                st.amp[k] = ((<double>wi * p.syn_dg[s]) * p.syn_sg[s]) * st.gain[p.syn_gidx[s]]
+        _write_weight(p, st, ns, s, wi)
         y = <double>wi
         y = lo if y < lo else y
         y = hi if y > hi else y

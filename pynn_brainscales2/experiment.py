@@ -433,18 +433,7 @@ def run_network(state, t_stop: float) -> None:
             partitioned.check_partitionable(state, spec, label_of, err)
             state.compiled = partitioned.build(state, spec, key, label_of)
             return _run_partitioned(state, spec, key_of, gains, t_stop)
-        state.compiled = Compiled(
-            key,
-            mapping,
-            Executor(
-                mapping,
-                mapping.config,
-                state.chip,
-                state.speedup,
-                state.vmap,
-                pool=getattr(state, "executor", None),
-            ),
-        )
+        state.compiled = Compiled(key, mapping, partitioned.executor_for(state, mapping))
     compiled = state.compiled
     cfg = _configure(state, compiled.mapping, key_of, gains, t_stop)
     plastic = _plasticity(state, compiled.mapping, key_of, spec.projections, groups, t_stop)

@@ -250,20 +250,16 @@ def is_feed_forward(spec: NetworkSpec) -> bool:
     return find_cycle(spec) is None
 
 
+def executor_for(state, mapping) -> Executor:
+    """The simulator's executor of one mapped network (its chip, speed-up, voltage map, pool)."""
+    return Executor(
+        mapping, mapping.config, state.chip, state.speedup, state.vmap, pool=getattr(state, "executor", None)
+    )
+
+
 def build(state, spec: NetworkSpec, key, label_of: dict) -> PartitionedCompiled:
     runs = [
-        PartitionRun(
-            keys,
-            mapping,
-            Executor(
-                mapping,
-                mapping.config,
-                state.chip,
-                state.speedup,
-                state.vmap,
-                pool=getattr(state, "executor", None),
-            ),
-        )
+        PartitionRun(keys, mapping, executor_for(state, mapping))
         for keys, mapping in plan_runs(spec, label_of, getattr(state, "max_circuits", None))
     ]
     return PartitionedCompiled(key, runs)
