@@ -459,6 +459,9 @@ cdef struct Params:
     const double* stp_inv_fac  # 0 where facilitation is off
     int64_t n_keys
     const int32_t* j_key  # j -> routing key
+    const int32_t* k_j  # k -> j of the same synapse
+    const double* key_live_us  # key: an arrival this soon after the previous one finds
+                               # all its causal entries live (see plastic_tables)
     const int32_t* syn_post  # s -> j, or -1 (row off)
     const uint8_t* zero_cj  # j: readout of an empty causal sensor
     const uint8_t* zero_ak  # k: readout of an empty acausal sensor
@@ -589,6 +592,13 @@ cdef struct Trial:
     double* amp  # k
     float* acc_a  # k
     double* key_last  # per routing key: time of its last arrival (the pre traces)
+    # Live causal entries: per local circuit i, the j entries whose pre trace may still
+    # count at its next spike (their key arrived since they were last seen older than the
+    # cutoff), at live_j[post_ptr[i] : post_ptr[i] + live_n[i]]; live_f[j] says whether
+    # j is listed. A spike sweeps only these instead of all synapses of the circuit.
+    int32_t* live_j
+    int32_t* live_n
+    uint8_t* live_f
     float* acc_c  # j
     double* gain  # [exc..., inh...] synaptic gain per local circuit
     double* last_post
@@ -667,9 +677,11 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
     """An event with routing key ``key`` arrives at its synapses at time ``t``: driver
     short-term plasticity, synaptic input into ``dst``, acausal sensors, pre traces."""
     cdef int64_t k
-    cdef int32_t d
+    cdef int32_t d, j, c
     cdef double h, x, u, a, arg
     cdef float old
+    # the key's causal entries were all live unless its previous arrival is long ago
+    cdef int relist = p.sensors and not (t - st.key_last[key] < p.key_live_us[key])
     if p.any_stp:  # every driver the event passes updates its state once
         for k in range(p.stp_key_ptr[key], p.stp_key_ptr[key + 1]):
             d = p.stp_key_drv[k]
@@ -691,6 +703,12 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
             a = a * st.stp_f[p.entry_drv[k]]
         dst[p.key_target[k]] += a
         if p.sensors:
+            j = p.k_j[k]
+            if relist and not st.live_f[j]:  # its pre trace counts again at the circuit's spikes
+                st.live_f[j] = 1
+                c = p.entry_circ[k]
+                st.live_j[p.post_ptr[c] + st.live_n[c]] = j
+                st.live_n[c] += 1
             # post trace of the target circuit; traces older than 40 tau (< 1e-15 LSB) skipped
             arg = (st.last_post[p.entry_circ[k]] - t) * p.inv_tau_a[k]
             if arg > -40.0:
@@ -730,12 +748,21 @@ cdef inline void _found(const Params* p, Trial* st, int64_t e, int causal) noexc
 
 
 cdef inline void _post_spike(const Params* p, Trial* st, int i, double ts) noexcept nogil:
-    """Circuit ``i`` spiked at ``ts``: causal sensors of its synapses, its post trace."""
-    cdef int64_t j
+    """Circuit ``i`` spiked at ``ts``: causal sensors of its synapses, its post trace.
+
+    Pre traces older than 40 tau (< 1e-15 LSB) are skipped. Only the circuit's live
+    entries are visited: an entry whose trace is that old is dropped from them (its key's
+    next arrival lists it again), so every other synapse of the circuit is one whose
+    trace would have been skipped."""
+    cdef int32_t j
     cdef double arg, x
     cdef float old
     cdef const double* key_last = st.key_last
-    for j in range(p.post_ptr[i], p.post_ptr[i + 1]):
+    cdef int32_t* live = st.live_j + p.post_ptr[i]
+    cdef int32_t m = st.live_n[i]
+    cdef int32_t a = 0
+    while a < m:
+        j = live[a]
         arg = (key_last[p.j_key[j]] - ts) * p.inv_tau_c[j]
         if arg > -40.0:
             old = st.acc_c[j]
@@ -743,6 +770,12 @@ cdef inline void _post_spike(const Params* p, Trial* st, int i, double ts) noexc
             st.acc_c[j] = <float>(x if x < p.corr_sat else p.corr_sat)
             if p.n_native and st.acc_c[j] >= p.thr_c[j] and old < p.thr_c[j]:
                 _found(p, st, j, 1)
+            a += 1
+        else:
+            st.live_f[j] = 0
+            m -= 1
+            live[a] = live[m]
+    st.live_n[i] = m
     st.last_post[i] = ts
     _touch(p.cc_ptr, p.cc_cons, i, st.dflag_c, p.n if p.n > 0 else 1, st.dlist_c)
 
@@ -1715,6 +1748,8 @@ cdef class Session:
         d = typed("stp_inv_fac", np.float64); p.stp_inv_fac = &d[0]
         p.n_keys = pl["n_keys"]
         ii = typed("j_key", np.int32); p.j_key = &ii[0]
+        ii = typed("k_j", np.int32); p.k_j = &ii[0]
+        d = typed("key_live_us", np.float64); p.key_live_us = &d[0]
         ii = typed("syn_post", np.int32); p.syn_post = &ii[0]
         bb = typed("zero_cj", np.uint8); p.zero_cj = &bb[0]
         bb = typed("zero_ak", np.uint8); p.zero_ak = &bb[0]
@@ -1772,6 +1807,9 @@ cdef class Session:
         arrays["acc_a"] = new_array("acc_a", (T, Ea), np.float32, 0)
         arrays["key_last"] = new_array("key_last", (T, p.n_keys), np.float64, -np.inf)
         arrays["acc_c"] = new_array("acc_c", (T, Ea), np.float32, 0)
+        arrays["live_j"] = new_array("live_j", (T, Ea), np.int32, 0)
+        arrays["live_n"] = new_array("live_n", (T, nn), np.int32, 0)
+        arrays["live_f"] = new_array("live_f", (T, Ea), np.uint8, 0)
         arrays["gain"] = new_array("gain", (T, 2 * nn), np.float64, 0)
         arrays["last_post"] = new_array("last_post", (T, nn), np.float64, -np.inf)
         arrays["counts"] = new_array("counts", (T, nn), np.uint8, 0)
@@ -1798,6 +1836,9 @@ cdef class Session:
         cdef float[:, ::1] acc_a = arrays["acc_a"]
         cdef double[:, ::1] key_last = arrays["key_last"]
         cdef float[:, ::1] acc_c = arrays["acc_c"]
+        cdef int32_t[:, ::1] live_j = arrays["live_j"]
+        cdef int32_t[:, ::1] live_n = arrays["live_n"]
+        cdef uint8_t[:, ::1] live_f = arrays["live_f"]
         cdef double[:, ::1] gain = arrays["gain"]
         cdef double[:, ::1] last_post = arrays["last_post"]
         cdef uint8_t[:, ::1] counts = arrays["counts"]
@@ -1827,6 +1868,9 @@ cdef class Session:
             st.amp = &amp[tr, 0]
             st.acc_a = &acc_a[tr, 0]
             st.acc_c = &acc_c[tr, 0]
+            st.live_j = &live_j[tr, 0]
+            st.live_n = &live_n[tr, 0]
+            st.live_f = &live_f[tr, 0]
             st.gain = &gain[tr, 0]
             st.last_post = &last_post[tr, 0]
             st.counts = &counts[tr, 0]

@@ -164,6 +164,8 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "corr_sat": float(C.CORR_MAX),
         "n_keys": engine.N_KEYS,
         "j_key": syn_key[post_syn].astype(i32),
+        "k_j": np.asarray(syn_post)[entry_syn].astype(i32),
+        "key_live_us": _key_live_us(key_ptr, 1.0 / corr["tau_causal_us"][entry_syn]),
         "entry_key": np.repeat(np.arange(engine.N_KEYS, dtype=np.int64), np.diff(key_ptr)),
         "j_circ": np.repeat(np.arange(max(n, 1), dtype=np.int64), np.diff(post_ptr)),
         "stp_key_ptr": stp_key_ptr,
@@ -176,6 +178,18 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "gain": gain,
         "coords": (h, r, c),
     }
+
+
+def _key_live_us(key_ptr, inv_tau_k) -> np.ndarray:
+    """Per routing key: a time within which a new arrival finds all of the key's synapses
+    still among the live causal entries of their circuits (the engine drops an entry whose
+    pre trace is 40 tau old; this is 40 of the key's shortest tau, less 0.1 %)."""
+    n_keys = key_ptr.size - 1
+    fastest = np.zeros(n_keys)
+    if inv_tau_k.size:
+        np.maximum.at(fastest, np.repeat(np.arange(n_keys), np.diff(key_ptr)), inv_tau_k)
+    with np.errstate(divide="ignore"):
+        return np.where(fastest > 0, 0.999 * 40.0 / fastest, 0.0)
 
 
 def first_step(offh) -> np.ndarray:
@@ -416,15 +430,25 @@ class PlasticRun:
     def _native_tables(self) -> dict:
         layout = native_layout(self.tables, self._positions if self.native else [])
         rows, mult, reset, uniform, par_off = [], [], [], [], [0]
+        # parameter rows per program, kept with the tables (the configuration's revision):
+        # a program's parameters are fixed when it is made
+        blocks = self.tables.setdefault("_native_params", {})
         for k in self.native:
             program = self.programs[k]
-            coords = (
-                self.synapses
-                if program.synapses is None
-                else tuple(c[program.positions(self)] for c in self.synapses)
-            )
-            arrays = program.arrays(self.config, coords, uniform=True)
-            block = np.stack([np.atleast_1d(arrays[key]) for key in STDPProgram.PARAMETERS], axis=1)
+            cached = blocks.get(id(program))
+            if cached is not None and cached[0] is program:
+                block = cached[1]
+            else:
+                coords = (
+                    self.synapses
+                    if program.synapses is None
+                    else tuple(c[program.positions(self)] for c in self.synapses)
+                )
+                arrays = program.arrays(self.config, coords, uniform=True)
+                block = np.stack([np.atleast_1d(arrays[key]) for key in STDPProgram.PARAMETERS], axis=1)
+                if len(blocks) >= 8:
+                    blocks.clear()
+                blocks[id(program)] = (program, block)
             rows.append(block)
             par_off.append(par_off[-1] + block.shape[0])
             uniform.append(block.shape[0] == 1)
@@ -436,7 +460,7 @@ class PlasticRun:
             "nat_reset": np.array(reset, dtype=np.uint8),
             "nat_uniform": np.array(uniform, dtype=np.uint8),
             "nat_par": np.array(par_off, dtype=np.int64),
-            "q_par": np.concatenate(rows) if rows else np.zeros((0, 8)),
+            "q_par": (rows[0] if len(rows) == 1 else np.concatenate(rows)) if rows else np.zeros((0, 8)),
         }
 
     # --- access for the context ----------------------------------------------------------

@@ -243,7 +243,12 @@ class STDPProgram(PPUProgram):
                 raise PlasticityError(f"STDPProgram {key} must be finite.")
             if key.startswith("eta") and np.any(arr <= 0):
                 raise PlasticityError(f"STDPProgram {key} must be > 0 sensor LSB per pair.")
-            params[key] = arr.copy() if arr.ndim else float(arr)
+            if arr.ndim:
+                arr = arr.copy()
+                arr.flags.writeable = False  # fixed with the program (runs reuse its tables)
+                params[key] = arr
+            else:
+                params[key] = float(arr)
         super().__init__(
             self.python_kernel,
             start_us,

@@ -190,6 +190,43 @@ def test_acausal_sensor_follows_the_pair_based_trace(delta_us):
     assert out["causal"][0] == 0
 
 
+def test_causal_sensor_after_long_silences_of_the_pre_synapse():
+    """A spike visits only the synapses whose pre trace is younger than 40 tau (the engine
+    drops the others from its circuit's list until their key arrives again): after
+    silences of more than 40 tau, the next pairs count in full, and the nearest pre
+    event is the one that counts."""
+    cfg, drive, probe, mask = pair_config()
+    cfg.corr_tau_causal = C.CAPMEM_MAX  # tau = 1 us: 40 tau = 40 us
+    tau = nominal_tau(C.CAPMEM_MAX)
+    chip = VirtualChip.ideal(dt_us=DT)
+    times = [10.0, 12.0, 60.0, 100.0, 101.5, 128.0, 130.0, 131.0, 190.0, 191.0]
+    ids = [probe, drive, drive, probe, drive, probe, probe, drive, probe, drive]
+    seen = []
+
+    def kernel(ctx):
+        seen.append(int(ctx.causal[0, ctx.synapse_index(0, 2, 0)]))
+        ctx.reset_correlation()
+
+    ticks = [30.0, 80.0, 120.0, 150.0, 210.0]
+    result = chip.run(
+        cfg,
+        Stimulus(times, ids),
+        duration_us=220.0,
+        plasticity=[PPUProgram(kernel, t, synapses=mask) for t in ticks],
+    )
+    post = result.spikes(0)[1]
+    assert post.size == 5
+    eta = C.CORR_AMP_MAX_LSB * ETA_CAPMEM / C.CAPMEM_MAX
+    pre = {0: 10.0, 2: 100.0, 3: 130.0, 4: 190.0}  # post spike -> its nearest pre event
+    expected = [0.0] * len(ticks)
+    for k, t_pre in pre.items():
+        window = int(np.searchsorted(ticks, post[k]))
+        expected[window] += eta * np.exp(-(post[k] - arrival(t_pre)) / tau)
+    assert expected[1] == 0.0  # the post spike at 60 us: the last pre event is 48 tau old
+    assert all(x > 5 for i, x in enumerate(expected) if i != 1)
+    np.testing.assert_allclose(seen, expected, atol=0.5 + 0.3)  # rounding (+ 8 ns timestamps)
+
+
 def test_sensors_saturate_and_reset():
     cfg, drive, probe, mask = pair_config()
     chip = VirtualChip.ideal(dt_us=DT)
