@@ -113,12 +113,14 @@ def train_norse(
     return model, accuracy(lambda x: norse_scores(model, x, dt_ms), test), seconds
 
 
-def export_norse(model, dt_ms: float, path: Path | None = None):
-    """Norse's NIR export, normalised; written to and read back from ``path`` if given."""
+def export_norse(model, dt_ms: float, path: Path | None = None, discretisation: str = "ode"):
+    """Norse's NIR export, normalised (``discretisation``: see ``normalise_norse_graph``);
+    written to and read back from ``path`` if given."""
     import nir
     import norse.torch as norse
 
-    graph = normalise_norse_graph(norse.to_nir(model, torch.zeros(1, 5), dt=dt_ms * 1e-3), dt_ms * 1e-3)
+    raw = norse.to_nir(model, torch.zeros(1, 5), dt=dt_ms * 1e-3)
+    graph = normalise_norse_graph(raw, dt_ms * 1e-3, discretisation=discretisation)
     if path is not None:
         nir.write(path, graph)
         graph = nir.read(path)
@@ -203,6 +205,12 @@ def main(argv=None):
     parser.add_argument("--readout-tau", type=float, default=READOUT_TAU_S * 1e3, help="read-out tau [ms]")
     parser.add_argument("--finetune-lr", type=float, default=5e-3)
     parser.add_argument("--chip-seed", type=int, default=0)
+    parser.add_argument(
+        "--discretisation",
+        choices=["ode", "euler"],
+        default="ode",
+        help="normalise_norse_graph's reading of Norse's time constants (euler: its Euler steps)",
+    )
     parser.add_argument("--nir", type=Path, default=None, help="where to write the NIR file")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results/nir_norse_yinyang.png"), help="figure")
@@ -225,7 +233,7 @@ def main(argv=None):
     )
     print(f"Norse: test accuracy {norse_acc:.3f} after {args.epochs} epochs ({train_s:.0f} s)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        graph = export_norse(model, args.dt, args.nir or Path(tmp) / "yinyang.nir")
+        graph = export_norse(model, args.dt, args.nir or Path(tmp) / "yinyang.nir", args.discretisation)
     chip = None
     if args.mode == "chip":
         from cysim import VirtualChip
@@ -250,6 +258,7 @@ def main(argv=None):
         "finetune_epochs": args.finetune_epochs,
         "hidden": args.hidden,
         "dt_ms": args.dt,
+        "discretisation": args.discretisation,
         "norse_test_accuracy": norse_acc,
         "imported_test_accuracy": imported_acc,
         "finetuned_test_accuracy": curve[-1] if curve else None,

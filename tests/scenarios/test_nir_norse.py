@@ -137,3 +137,29 @@ def test_snn_model_runs_in_norse(tmp_path):
     # ours a few grid steps later on average, single slow threshold crossings up to 0.1 us apart
     assert 0.0 <= np.median(diffs) <= 0.03
     assert np.abs(diffs).max() <= 0.15
+
+
+def test_norse_euler_reading_reproduces_norse_in_mock_mode(example):
+    """Norse's own export of the example network (initial weights), read with
+    ``discretisation="euler"`` and run in mock mode on Norse's grid: the same hidden spikes as
+    Norse for every sample, and the read-out's decision in almost all."""
+    torch.set_num_threads(1)
+    model = example.norse_model(60, DT_MS * 1e-3, seed=0)
+    x = YinYang("test").features[:100]
+    spikes = example.encode(x, DT_MS)
+    with torch.no_grad():
+        s1 = s3 = None
+        zs, ro = [], []
+        for t in range(spikes.shape[0]):
+            z, s1 = model[1](model[0](spikes[t]), s1)
+            v, s3 = model[3](model[2](z), s3)
+            zs.append(z)
+            ro.append(v)
+        z_norse, scores_norse = torch.stack(zs), torch.stack(ro).max(0).values
+        graph = example.export_norse(model, DT_MS, discretisation="euler")
+        ours = import_nir(graph, "mock")
+        out = ours(spikes, runtime_us=example.RUNTIME_MS)
+    assert z_norse.sum() > 1000
+    assert torch.equal(ours.handles["1"].spikes, z_norse)
+    scores = next(iter(out.values())).v.max(0).values
+    assert (scores.argmax(1) == scores_norse.argmax(1)).float().mean() >= 0.95

@@ -313,6 +313,104 @@ def test_norse_graphs_are_normalised():
     np.testing.assert_allclose(w, np.full((3, 4), 0.5 / 6.0), rtol=1e-6)  # jump 0.5 [pu] / tau_mem_us
 
 
+def test_euler_reading_of_norse_time_constants():
+    """tau' = -dt / ln(1 - dt/tau) decays per step as Norse's Euler step; the current gain is
+    continuous at tau_mem = tau_syn and tends to tau_syn / dt (the ODE reading) as dt -> 0."""
+    u = NIRUnits(dt=5e-4)
+    tau = np.array([0.6e-3, 6e-3, 12e-3, 1.0])
+    np.testing.assert_allclose(np.exp(-u.dt / u.euler_tau(tau)), 1.0 - u.dt / tau, rtol=1e-12)
+    equal = u.euler_current_gain(6e-3, 6e-3)
+    np.testing.assert_allclose(u.euler_current_gain(6e-3, 6e-3 * (1 + 1e-7)), equal, rtol=1e-6)
+    fine = NIRUnits(dt=1e-9)
+    np.testing.assert_allclose(fine.euler_current_gain(6e-3, 5e-3), 5e-3 / 1e-9, rtol=1e-5)
+    assert u.euler_detection_lag == pytest.approx(2.5e-4)
+    with pytest.raises(NIRError, match="dt must be < tau"):
+        u.euler_tau(4e-4)
+    raw = _norse_raw_graph(5e-4, np.ones((2, 3)), np.ones((1, 2)), 6e-3, 5e-3, 12e-3)
+    with pytest.raises(NIRError, match="discretisation 'rk4'"):
+        normalise_norse_graph(raw, 5e-4, discretisation="rk4")
+
+
+def _norse_raw_graph(dt, w1, w2, tau_mem, tau_syn, tau_out):
+    """A graph as Norse 1.1's to_nir writes it: LIFCell -> CubaLIF, LIBoxCell -> LI (tau * dt)."""
+    n_in, n_hid, n_out = w1.shape[1], w1.shape[0], w2.shape[0]
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([1, n_in])}),
+        "0": nir.Affine(torch.as_tensor(w1), torch.zeros(n_hid)),
+        "1": nir.CubaLIF(
+            tau_syn=torch.tensor(dt * tau_syn),
+            tau_mem=torch.tensor(dt * tau_mem),
+            r=torch.tensor(1.0),
+            v_leak=torch.tensor(0.0),
+            v_threshold=torch.tensor(1.0),
+        ),
+        "2": nir.Affine(torch.as_tensor(w2), torch.zeros(n_out)),
+        "3": nir.LI(tau=torch.tensor(dt * tau_out), r=torch.tensor(1.0), v_leak=torch.tensor(0.0)),
+        "output": nir.Output(output_type={"output": np.array([1, n_out])}),
+    }
+    edges = [("input", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_norse_euler_graph_runs_as_norse_in_mock_mode():
+    """normalise_norse_graph(..., "euler") in mock mode on Norse's grid: the hidden membranes
+    equal Norse's Euler steps (``LIFCell``: current jump, membrane step, current decay,
+    threshold at the step's end) one step later, the same spikes, and the read-out
+    (``LIBoxCell``) decays by 1 - dt/tau per step with Norse's amplitude once its box synapse
+    has settled; the ODE reading differs by several per cent."""
+    dt, tau_mem, tau_syn, tau_out = 5e-4, 6e-3, 5e-3, 12e-3
+    rng = np.random.default_rng(3)
+    w1 = rng.normal(0.9, 1.2, (8, 4))
+    w2 = rng.normal(1.0, 1.0, (2, 8))
+    steps, batch = 100, 3
+    x = (rng.random((steps, batch, 4)) < 0.08).astype(np.float64)
+    x[20:] = 0.0  # a quiet tail for the read-out
+    # Norse 1.1, lif_feed_forward_step and li_box_feed_forward_step, in numpy
+    i = np.zeros((batch, 8))
+    v = np.zeros((batch, 8))
+    ro = np.zeros((batch, 2))
+    vs, zs, ros = [], [], []
+    for n in range(steps):
+        i = i + x[n] @ w1.T
+        v = v + dt / tau_mem * (-v + i)
+        i = i * (1.0 - dt / tau_syn)
+        z = (v > 1.0).astype(float)
+        v = np.where(z > 0, 0.0, v)
+        ro = ro + dt / tau_out * (-ro + z @ w2.T)
+        vs.append(v)
+        zs.append(z)
+        ros.append(ro)
+    v_norse, z_norse, ro_norse = np.stack(vs), np.stack(zs), np.stack(ros)
+    last = int(np.nonzero(z_norse.any(axis=(1, 2)))[0].max())  # the last step with a spike
+    assert z_norse.sum() >= 20 and last < steps - 30
+    raw = _norse_raw_graph(dt, w1, w2, tau_mem, tau_syn, tau_out)
+    graph = normalise_norse_graph(raw, dt, discretisation="euler")
+    assert graph.metadata["discretisation"] == "euler"
+    hid, out = graph.nodes["1"], graph.nodes["3"]
+    np.testing.assert_allclose(hid.tau_mem, np.full(8, NIRUnits(dt=dt).euler_tau(tau_mem)))
+    np.testing.assert_allclose(hid.metadata["refractory"], np.full(8, dt / 2))
+    np.testing.assert_allclose(out.r, NIRUnits(dt=dt).euler_tau(tau_out) / tau_out)
+    spikes = torch.as_tensor(x, dtype=torch.float32)
+
+    def run(g):
+        model = import_nir(g, "mock")
+        assert model.experiment.dt == pytest.approx(0.5)
+        with torch.no_grad():
+            o = model(spikes, runtime_us=steps * 0.5)
+        h = model.handles["1"]
+        return h.v.double().numpy(), h.spikes.double().numpy(), next(iter(o.values())).v.double().numpy()
+
+    v_ours, z_ours, ro_ours = run(graph)
+    np.testing.assert_array_equal(z_ours, z_norse)
+    np.testing.assert_allclose(v_ours[1:], v_norse[:-1], atol=2e-5)
+    # read-out: the hidden spikes of step n arrive at step n + 1 and rise through the box synapse
+    # (0.3 us); 5 us after the last spike it is Norse's membrane of the step before
+    np.testing.assert_allclose(ro_ours[last + 11 :], ro_norse[last + 10 : -1], rtol=1e-4, atol=1e-6)
+    # the ODE reading (tau as named): a weaker, slower membrane
+    v_ode, _, _ = run(normalise_norse_graph(raw, dt))
+    assert np.abs(v_ode[1:] - v_norse[:-1]).max() > 0.02
+
+
 # --- errors -----------------------------------------------------------------------------------
 def test_unsupported_node_is_named_with_the_supported_ones():
     nodes = {
