@@ -279,11 +279,19 @@ def native_layout(tables, positions) -> dict:
         return cache[key]
     n_syn = int(tables["n_syn"])
     syns = [np.arange(n_syn, dtype=np.int64) if p is None else p for p in positions]
+    syn_entry, syn_post = tables["syn_entry"], tables["syn_post"]
+    # a program's positions in the order of the routing entries (by key), so that the state
+    # of the synapses that one event reaches lies together (row j of a program's
+    # parameters is its synapse q_order[g][j] in the order given)
+    q_order = []
+    for g, s in enumerate(syns):
+        k = syn_entry[s]
+        q_order.append(np.argsort(np.where(k >= 0, k, np.iinfo(np.int64).max), kind="stable"))
+        syns[g] = s[q_order[-1]]
     off = np.zeros(len(syns) + 1, dtype=np.int64)
     np.cumsum([s.size for s in syns], out=off[1:])
     q_syn = np.concatenate(syns) if syns else np.zeros(0, dtype=np.int64)
     n_entries = max(int(tables["n_entries"]), 1)
-    syn_entry, syn_post = tables["syn_entry"], tables["syn_post"]
     k_q = np.full(n_entries, -1, dtype=np.int32)
     j_q = np.full(n_entries, -1, dtype=np.int32)
     q = np.arange(q_syn.size, dtype=np.int32)
@@ -337,6 +345,7 @@ def native_layout(tables, positions) -> dict:
         "nat_off": off,
         **info,
         "q_syn": q_syn.astype(np.int32),
+        "_q_order": q_order,
         "k_q": k_q,
         "j_q": j_q,
         "kc_ptr": kc_ptr,
@@ -446,6 +455,8 @@ class PlasticRun:
                 )
                 arrays = program.arrays(self.config, coords, uniform=True)
                 block = np.stack([np.atleast_1d(arrays[key]) for key in STDPProgram.PARAMETERS], axis=1)
+                if block.shape[0] > 1:  # rows in the order of the positions
+                    block = np.ascontiguousarray(block[layout["_q_order"][len(rows)]])
                 if len(blocks) >= 8:
                     blocks.clear()
                 blocks[id(program)] = (program, block)
@@ -455,7 +466,7 @@ class PlasticRun:
             mult.append(program.multiplicative)
             reset.append(program.reset)
         return {
-            **layout,
+            **{key: value for key, value in layout.items() if key != "_q_order"},
             "nat_mult": np.array(mult, dtype=np.int32),
             "nat_reset": np.array(reset, dtype=np.uint8),
             "nat_uniform": np.array(uniform, dtype=np.uint8),
