@@ -703,12 +703,13 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
             a = a * st.stp_f[p.entry_drv[k]]
         dst[p.key_target[k]] += a
         if p.sensors:
-            j = p.k_j[k]
-            if relist and not st.live_f[j]:  # its pre trace counts again at the circuit's spikes
-                st.live_f[j] = 1
-                c = p.entry_circ[k]
-                st.live_j[p.post_ptr[c] + st.live_n[c]] = j
-                st.live_n[c] += 1
+            if relist:
+                j = p.k_j[k]
+                if not st.live_f[j]:  # its pre trace counts again at the circuit's spikes
+                    st.live_f[j] = 1
+                    c = p.entry_circ[k]
+                    st.live_j[p.post_ptr[c] + st.live_n[c]] = j
+                    st.live_n[c] += 1
             # post trace of the target circuit; traces older than 40 tau (< 1e-15 LSB) skipped
             arg = (st.last_post[p.entry_circ[k]] - t) * p.inv_tau_a[k]
             if arg > -40.0:

@@ -233,7 +233,7 @@ class NIRUnits:
         return np.asarray(weight, dtype=float) * self.dt
 
     # forward Euler on the grid dt (Norse): the exponential system it samples exactly
-    def _euler_factor(self, tau_s):
+    def _euler_checked_tau(self, tau_s):
         tau = np.asarray(tau_s, dtype=float)
         if np.any(~np.isfinite(tau)) or np.any(tau <= self.dt):
             bad = tau[~np.isfinite(tau) | (tau <= self.dt)].ravel()[0]
@@ -251,7 +251,7 @@ class NIRUnits:
         >>> round(float(NIRUnits(dt=5e-4).euler_tau(6e-3)) * 1e3, 4)
         5.7464
         """
-        tau = self._euler_factor(tau_s)
+        tau = self._euler_checked_tau(tau_s)
         return -self.dt / np.log1p(-self.dt / tau)
 
     def euler_current_gain(self, tau_mem_s, tau_syn_s):
@@ -270,7 +270,7 @@ class NIRUnits:
         >>> round(float(NIRUnits(dt=5e-4).euler_current_gain(6e-3, 6e-3)), 4)  # vs tau/dt = 12
         12.0076
         """
-        tm, ts = self._euler_factor(tau_mem_s), self._euler_factor(tau_syn_s)
+        tm, ts = self._euler_checked_tau(tau_mem_s), self._euler_checked_tau(tau_syn_s)
         tm_e, ts_e = self.euler_tau(tm), self.euler_tau(ts)
         near = np.abs(ts - tm) <= 1e-9 * np.maximum(ts, tm)
         mid = 0.5 * (ts + tm)
