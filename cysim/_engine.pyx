@@ -300,12 +300,13 @@ cdef extern from *:
     #define cysim_prefetch(ptr) __builtin_prefetch(ptr)
 
     /* floor(x), exactly, without a call into libm where the target has no rounding
-       instruction (x86-64 before SSE4.1): truncation and a correction below 2^52. */
+       instruction (x86-64 before SSE4.1): truncation and a correction below 2^52, the
+       correction without a branch (its sign follows the data: a branch mispredicts). */
     static inline double cysim_floor(double x)
     {
         if (x > -4503599627370496.0 && x < 4503599627370496.0) {
             double t = (double)(int64_t)x;
-            return t > x ? t - 1.0 : t;
+            return t - (double)(t > x);
         }
         return floor(x);
     }
@@ -697,26 +698,40 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
             st.stp_u[d] = u
             st.stp_last[d] = t
             st.stp_f[d] = x * u
+    cdef const double* amp = st.amp
+    cdef const int32_t* target = p.key_target
+    cdef const int32_t* circ = p.entry_circ
+    cdef const double* last_post = st.last_post
+    cdef const double* inv_tau = p.inv_tau_a
+    cdef const double* eta = p.eta_a
+    cdef const float* thr = p.thr_a
+    cdef float* acc = st.acc_a
+    cdef double sat = p.corr_sat
+    cdef int any_stp = p.any_stp
+    cdef int sensors = p.sensors
+    cdef int native = p.n_native
+    cdef float now
     for k in range(p.key_ptr[key], p.key_ptr[key + 1]):
-        a = st.amp[k]
-        if p.any_stp:
+        a = amp[k]
+        if any_stp:
             a = a * st.stp_f[p.entry_drv[k]]
-        dst[p.key_target[k]] += a
-        if p.sensors:
+        dst[target[k]] += a
+        if sensors:
             if relist:
                 j = p.k_j[k]
                 if not st.live_f[j]:  # its pre trace counts again at the circuit's spikes
                     st.live_f[j] = 1
-                    c = p.entry_circ[k]
+                    c = circ[k]
                     st.live_j[p.post_ptr[c] + st.live_n[c]] = j
                     st.live_n[c] += 1
             # post trace of the target circuit; traces older than 40 tau (< 1e-15 LSB) skipped
-            arg = (st.last_post[p.entry_circ[k]] - t) * p.inv_tau_a[k]
+            arg = (last_post[circ[k]] - t) * inv_tau[k]
             if arg > -40.0:
-                old = st.acc_a[k]
-                x = old + p.eta_a[k] * exp(arg)
-                st.acc_a[k] = <float>(x if x < p.corr_sat else p.corr_sat)
-                if p.n_native and st.acc_a[k] >= p.thr_a[k] and old < p.thr_a[k]:
+                old = acc[k]
+                x = old + eta[k] * exp(arg)
+                now = <float>(x if x < sat else sat)
+                acc[k] = now
+                if native and now >= thr[k] and old < thr[k]:
                     _found(p, st, k, 0)
     if p.sensors:
         st.key_last[key] = t
@@ -1564,6 +1579,7 @@ cdef class Session:
     cdef readonly object cadc
     cdef readonly object madc
     cdef readonly dict arrays  # the per-trial plasticity arrays (NumPy, shared with C)
+    cdef readonly dict buffers  # name -> the flat buffer each of them lies in
 
     def __cinit__(self):
         self.trials = NULL
@@ -1684,6 +1700,7 @@ cdef class Session:
             self.trials[tr].passive_rho = p.passive_rho
             self.trials[tr].passive_sigma = p.passive_sigma
         self.arrays = {}
+        self.buffers = {}
         p.plastic = 0
         p.sensors = 0
         p.any_stp = 0
@@ -1789,12 +1806,21 @@ cdef class Session:
         n_drv = pl["n_drivers"]
         pool = pl.get("_pool") or {}
 
+        buffers = {}
+        self.buffers = buffers
+
         def new_array(name, shape, dtype, fill):
-            """A filled array; the memory of a finished session's array of the same
-            shape if ``plastic["_pool"]`` has one (filling touches no fresh pages)."""
-            a = pool.get(name)
-            if a is None or a.shape != shape or a.dtype != np.dtype(dtype):
-                return np.zeros(shape, dtype=dtype) if fill == 0 else np.full(shape, fill, dtype=dtype)
+            """A filled array; in the memory of a finished session's buffer of that name
+            if ``plastic["_pool"]`` has one large enough (filling touches no fresh pages).
+            :attr:`buffers` keeps the flat buffer of each."""
+            size = int(np.prod(shape))
+            buf = pool.get(name)
+            if buf is None or buf.size < size or buf.dtype != np.dtype(dtype):
+                buf = np.zeros(size, dtype=dtype) if fill == 0 else np.full(size, fill, dtype=dtype)
+                buffers[name] = buf
+                return buf.reshape(shape)
+            buffers[name] = buf
+            a = buf[:size].reshape(shape)
             a.fill(fill)
             return a
 
@@ -1895,7 +1921,25 @@ cdef class Session:
             st.ntk_next = 0
             st.ntk_end = 0
         self.reset_correlation(-1)
-        self.apply_weights(force=True)
+        amp0 = pl.get("amp0")
+        if amp0 is None or E == 0:
+            self.apply_weights(force=True)  # (compiled programs: a full first tick)
+            return
+        # the configured weights in effect: the amplitudes they give, the compiled programs'
+        # copies of them; a program whose bounds hold them all need not visit every synapse
+        # at its first tick
+        arrays["applied"][:, :S] = arrays["weights"][:, :S]
+        arrays["amp"][:, :E] = np.asarray(amp0, dtype=np.float64)[None, :]
+        cdef uint8_t[::1] settled = typed("nat_settled", np.uint8)
+        cdef int64_t q
+        cdef int64_t nq = pl["nat_off"][G]
+        cdef int g
+        for tr in range(T):
+            st = &self.trials[tr]
+            for q in range(nq):
+                st.nat[q].w = st.weights[p.q_syn[q]]
+            for g in range(G):
+                st.nat_full[g] = 0 if settled[g] else 1
 
     @property
     def step(self):

@@ -130,6 +130,15 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
     }
     syn_key = np.full(n_syn, -1, dtype=np.int64)
     syn_key[e] = key
+    weights = config.array("synapse_weights")[h, r, c]
+    syn_dg, syn_sg = physics.driver_gain[h, d], physics.synapse_gain[h, r, c]
+    syn_gidx = np.where(on, channel * n + loc, -1)
+    # amplitudes of the routing entries at the configured weights (what the engine computes
+    # when it applies them all, operation by operation)
+    amp0 = None
+    if weights.size == 0 or (weights.min() >= 0 and weights.max() <= C.WEIGHT_MAX):
+        k_syn = entry_syn
+        amp0 = ((weights[k_syn].astype(np.float64) * syn_dg[k_syn]) * syn_sg[k_syn]) * gain[syn_gidx[k_syn]]
     return {
         "n_syn": n_syn,
         "n_entries": e.size,
@@ -150,9 +159,10 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "offh_c": corr["offset_causal"][post_syn] + 0.5,
         "syn_entry": syn_entry.astype(i32),
         "syn_post": syn_post,
-        "syn_dg": physics.driver_gain[h, d],
-        "syn_sg": physics.synapse_gain[h, r, c],
-        "syn_gidx": np.where(on, channel * n + loc, -1).astype(i32),
+        "syn_dg": syn_dg,
+        "syn_sg": syn_sg,
+        "syn_gidx": syn_gidx.astype(i32),
+        "amp0": amp0,
         "zero_c": zero["causal"],
         "zero_a": zero["acausal"],
         "zero_cj": zero["causal"][post_syn],
@@ -174,7 +184,7 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "stp_U": stp["utilization"].reshape(-1),
         "stp_inv_rec": 1.0 / stp["tau_rec_us"].reshape(-1),
         "stp_inv_fac": np.where(fac, 1.0 / stp["tau_fac_us"], 0.0).reshape(-1),
-        "weights": config.array("synapse_weights")[h, r, c],
+        "weights": weights,
         "gain": gain,
         "coords": (h, r, c),
     }
@@ -438,7 +448,7 @@ class PlasticRun:
 
     def _native_tables(self) -> dict:
         layout = native_layout(self.tables, self._positions if self.native else [])
-        rows, mult, reset, uniform, par_off = [], [], [], [], [0]
+        rows, mult, reset, uniform, settled, par_off = [], [], [], [], [], [0]
         # parameter rows per program, kept with the tables (the configuration's revision):
         # a program's parameters are fixed when it is made
         blocks = self.tables.setdefault("_native_params", {})
@@ -446,7 +456,7 @@ class PlasticRun:
             program = self.programs[k]
             cached = blocks.get(id(program))
             if cached is not None and cached[0] is program:
-                block = cached[1]
+                block, inside = cached[1:]
             else:
                 coords = (
                     self.synapses
@@ -457,12 +467,18 @@ class PlasticRun:
                 block = np.stack([np.atleast_1d(arrays[key]) for key in STDPProgram.PARAMETERS], axis=1)
                 if block.shape[0] > 1:  # rows in the order of the positions
                     block = np.ascontiguousarray(block[layout["_q_order"][len(rows)]])
+                # whether the configured weights lie within the bounds of a new weight: then
+                # the first tick has no weight to bring into them
+                g = len(rows)
+                w0 = self.tables["weights"][layout["q_syn"][layout["nat_off"][g] : layout["nat_off"][g + 1]]]
+                inside = bool(np.all((block[:, 4] <= w0) & (w0 <= block[:, 5])))
                 if len(blocks) >= 8:
                     blocks.clear()
-                blocks[id(program)] = (program, block)
+                blocks[id(program)] = (program, block, inside)
             rows.append(block)
             par_off.append(par_off[-1] + block.shape[0])
             uniform.append(block.shape[0] == 1)
+            settled.append(inside)
             mult.append(program.multiplicative)
             reset.append(program.reset)
         return {
@@ -470,6 +486,7 @@ class PlasticRun:
             "nat_mult": np.array(mult, dtype=np.int32),
             "nat_reset": np.array(reset, dtype=np.uint8),
             "nat_uniform": np.array(uniform, dtype=np.uint8),
+            "nat_settled": np.array(settled, dtype=np.uint8),
             "nat_par": np.array(par_off, dtype=np.int64),
             "q_par": (rows[0] if len(rows) == 1 else np.concatenate(rows)) if rows else np.zeros((0, 8)),
         }
@@ -675,9 +692,14 @@ class PlasticRun:
         return session.finish()
 
     def release(self) -> None:
-        """Hand the session's arrays to the next run of these tables (the run is over;
-        results hold copies)."""
-        self.tables["_session_arrays"] = self.arrays
+        """Hand the session's buffers to the next runs of these tables, keeping the larger
+        one of each name (the run is over; results hold copies)."""
+        pool = self.tables.get("_session_arrays") or {}
+        for name, buf in self.session.buffers.items():  # the larger buffer of each name
+            kept = pool.get(name)
+            if kept is None or kept.dtype != buf.dtype or kept.size < buf.size:
+                pool[name] = buf
+        self.tables["_session_arrays"] = pool
         self.arrays = self.session = None
         self._weights_view = self._weights_rows = None
 

@@ -252,6 +252,37 @@ def test_results_do_not_depend_on_threads():
     assert_same(*runs)
 
 
+def test_runs_reuse_the_buffers_of_earlier_runs_without_changing_results():
+    """A chip's runs fill the engine buffers of its earlier runs (the larger of each name
+    is kept): runs of other programs, sizes and trial counts in between leave the results
+    of a run as on a fresh chip."""
+    cfg = network(rows=16)
+
+    def stdp():
+        return STDPProgram(0.0, 1.0, None, A_plus=0.1, A_minus=0.1, record_weights=True)
+
+    def run(chip, trials=2, program=None, duration_us=30.0):
+        return chip.run(
+            cfg,
+            duration_us=duration_us,
+            trials=trials,
+            threads=1,
+            trial_seeds=np.arange(trials),
+            plasticity=program or stdp(),
+        )
+
+    chip = VirtualChip.ideal()
+    first = run(chip)
+    run(chip, trials=1, program=PPUProgram(lambda ctx: None, 0.0), duration_us=5.0)
+    run(chip, trials=3)
+    pool = chip._plastic_tables[1]["_session_arrays"]
+    kept = pool["nat"]
+    again = run(chip)
+    assert pool["nat"] is kept and kept.size == 3 * 3 * first.plasticity.weights.shape[1]
+    assert changed(assert_same(first, again), cfg) > 20
+    assert_same(first, run(VirtualChip.ideal()))
+
+
 def test_compiled_ticks_are_logged_and_kept_when_a_kernel_fails():
     cfg = network(rows=8)
 
