@@ -9,7 +9,9 @@ output's maximum membrane over time; loss: cross-entropy plus the regularisers o
 (spikes beyond one per hidden neuron, ``C sum(w^4) / N`` per layer, the biquadratic mean of
 the scores). Weights pass the saturating map of the seed's eq. (30)-(31) (cap 2 in the
 seed's unit, :data:`W_CAP`). Training images are rotated by up to +-25 degrees (p = 0.5)
-and get noise near the strokes (p = 0.5).
+and get noise near the strokes (p = 0.5). ``--dropout p`` drops hidden neurons during training
+(the seed's best setting is 20 %; one mask per batch, as ``hxtorch``'s ``BatchDropout``; off
+by default: 20 % gave no gain here, see docs/mnist.md).
 
     python examples/mnist.py --mode mock --epochs 30 --seed 0              # full 60k / 10k
     python examples/mnist.py --mode chip --init results/mnist/mock_seed0.pt --epochs 2
@@ -76,6 +78,21 @@ class Saturate(nn.Module):
         return T.saturate_weights(w, self.cap)
 
 
+class HiddenDropout(nn.Module):
+    """Weight parametrisation of the output synapses: dropout of hidden neurons, one mask per
+    batch (the seed's 20 % in the hidden layer; as ``hxtorch``'s ``BatchDropout``, every
+    image of a batch loses the same neurons). A dropped neuron's column is zero, the others
+    are scaled by ``1 / (1 - p)`` (as :class:`torch.nn.Dropout`), so that evaluation, which
+    uses every neuron, sees the weights as trained. No mask (``mask = None``): identity."""
+
+    def __init__(self):
+        super().__init__()
+        self.mask: torch.Tensor | None = None  # [hidden], not a buffer: checkpoints stay plain
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w if self.mask is None else w * self.mask
+
+
 class MNISTSNN(nn.Module):
     """484 inputs -> ``hidden`` LIF -> 10 LI; scores: each output's maximum membrane."""
 
@@ -104,6 +121,16 @@ class MNISTSNN(nn.Module):
         self.out = snn.LI(10, self.exp, name="output", **tau)
         for syn in (self.syn_hidden, self.syn_out):
             parametrize.register_parametrization(syn, "weight", Saturate(W_CAP))
+        self.dropout = HiddenDropout()
+        parametrize.register_parametrization(self.syn_out, "weight", self.dropout)
+
+    def draw_dropout(self, p: float, generator: torch.Generator) -> None:
+        """A new mask dropping each hidden neuron with probability ``p`` (0: none)."""
+        if p <= 0.0:
+            self.dropout.mask = None
+            return
+        keep = torch.rand(self.hidden.size, generator=generator) >= p
+        self.dropout.mask = keep.float() / (1.0 - p)
 
     def map_cap_to_chip_range(self) -> None:
         """Chip mode: put the cap ``W_CAP`` (no weight exceeds it) at the chip's largest step
@@ -146,8 +173,9 @@ def regularisers(model: MNISTSNN, scores: torch.Tensor, h_hidden, c: dict) -> to
 
 
 def evaluate(model: MNISTSNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int):
-    """Accuracy and hidden spikes per neuron and image."""
+    """Accuracy and hidden spikes per neuron and image (every hidden neuron in use)."""
     model.eval()
+    model.dropout.mask = None
     correct, spikes = 0, 0.0
     with torch.no_grad():
         for k in range(0, len(labels), batch_size):
@@ -228,6 +256,12 @@ def main(argv=None):
     parser.add_argument("--noise-std", type=float, default=0.3, help="std of the stroke noise")
     parser.add_argument("--no-augment", action="store_true", help="train on the plain images")
     parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="probability of dropping a hidden neuron during training (one mask per batch); default 0",
+    )
+    parser.add_argument(
         "--v-min",
         type=float,
         default=None,
@@ -256,6 +290,8 @@ def main(argv=None):
         args.epochs = 2 if chip_mode else 30
     if args.lr is None:
         args.lr = 5e-4 if chip_mode else 2e-3
+    if not 0.0 <= args.dropout < 1.0:
+        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     train, test = MNIST(args.data_root, train=True), MNIST(args.data_root, train=False)
@@ -313,6 +349,7 @@ def main(argv=None):
                     "gamma",
                     "noise_std",
                     "no_augment",
+                    "dropout",
                     "v_min",
                     "train_samples",
                     "test_samples",
@@ -358,6 +395,7 @@ def main(argv=None):
             images, y = x_train[idx].float() / 255.0, y_train[idx]
             if not args.no_augment:
                 images = augment(images, generator, args.noise_std)
+            model.draw_dropout(args.dropout, generator)
             scores, h_hidden = model(images)
             loss = loss_fn(scores, y) + regularisers(model, scores, h_hidden, coefficients)
             optimiser.zero_grad()

@@ -79,13 +79,31 @@ def norse_scores(model, features: torch.Tensor, dt_ms: float) -> torch.Tensor:
     return best
 
 
-def accuracy(scores_of, data, batch: int = 500) -> float:
-    correct = 0
+def predictions(scores_of, data, batch: int = 500) -> torch.Tensor:
     with torch.no_grad():
-        for k in range(0, len(data), batch):
-            scores = scores_of(data.features[k : k + batch])
-            correct += int((scores.argmax(1) == data.labels[k : k + batch]).sum())
-    return correct / len(data)
+        return torch.cat(
+            [scores_of(data.features[k : k + batch]).argmax(1) for k in range(0, len(data), batch)]
+        )
+
+
+def accuracy(scores_of, data, batch: int = 500) -> float:
+    return float((predictions(scores_of, data, batch) == data.labels).double().mean())
+
+
+def paired_gap(norse_of, imported_of, data) -> dict:
+    """Both networks' accuracies on ``data``, the gap (imported - Norse) and its standard
+    error from the samples on which their decisions differ."""
+    p_norse, p_imported = predictions(norse_of, data), predictions(imported_of, data)
+    diff = (p_imported == data.labels).double() - (p_norse == data.labels).double()
+    return {
+        "samples": len(data),
+        "seed": data.seed,
+        "norse_accuracy": float((p_norse == data.labels).double().mean()),
+        "imported_accuracy": float((p_imported == data.labels).double().mean()),
+        "gap": float(diff.mean()),
+        "gap_se": float(diff.std() / len(data) ** 0.5),
+        "agreement": float((p_norse == p_imported).double().mean()),
+    }
 
 
 def train_norse(
@@ -212,6 +230,13 @@ def main(argv=None):
         help="normalise_norse_graph's reading of Norse's time constants (euler: its Euler steps)",
     )
     parser.add_argument("--nir", type=Path, default=None, help="where to write the NIR file")
+    parser.add_argument(
+        "--large-test",
+        type=int,
+        default=0,
+        help="also compare Norse and the imported network on this many fresh samples (paired gap)",
+    )
+    parser.add_argument("--large-test-seed", type=int, default=4321, help="seed of those samples")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results/nir_norse_yinyang.png"), help="figure")
     parser.add_argument(
@@ -243,6 +268,18 @@ def main(argv=None):
     imported = import_nir(graph, args.mode, chip=chip)
     imported_acc = accuracy(lambda x: imported_scores(imported, x), test)
     print(f"imported ({args.mode}): test accuracy {imported_acc:.3f}", flush=True)
+    large = None
+    if args.large_test:
+        large = paired_gap(
+            lambda x: norse_scores(model, x, args.dt),
+            lambda x: imported_scores(imported, x),
+            YinYang("test", size=args.large_test, seed=args.large_test_seed),
+        )
+        print(
+            f"{args.large_test} fresh samples: Norse {large['norse_accuracy']:.4f}, imported "
+            f"{large['imported_accuracy']:.4f}, gap {100 * large['gap']:+.2f} +- {100 * large['gap_se']:.2f} points",
+            flush=True,
+        )
     curve = finetune(
         imported, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed, train_size=size, test=test
     )
@@ -261,6 +298,7 @@ def main(argv=None):
         "discretisation": args.discretisation,
         "norse_test_accuracy": norse_acc,
         "imported_test_accuracy": imported_acc,
+        "large_test": large,
         "finetuned_test_accuracy": curve[-1] if curve else None,
         "finetune_curve": [round(a, 4) for a in curve],
         "norse_train_s": round(train_s, 1),

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -110,11 +111,15 @@ def test_nir_norse_yinyang(tmp_path, capsys):
     pytest.importorskip("norse.torch")
     out = tmp_path / "nir.png"
     argv = ["--quick", "--epochs", "5", "--batch-size", "100", "--finetune-epochs", "1", "--out", str(out)]
-    result = run_example("nir_norse_yinyang", argv, capsys)
+    result = run_example("nir_norse_yinyang", argv + ["--large-test", "2000"], capsys)
     assert result["norse_test_accuracy"] > 0.5  # 50 Norse steps: well above chance (1/3)
     # the imported network on the realistic chip keeps what Norse learned
     assert result["imported_test_accuracy"] > result["norse_test_accuracy"] - 0.1
     assert len(result["finetune_curve"]) == 1
+    large = result["large_test"]  # the same comparison on 2000 fresh samples, paired
+    assert large["samples"] == 2000 and large["norse_accuracy"] > 0.5
+    assert large["gap"] == pytest.approx(large["imported_accuracy"] - large["norse_accuracy"])
+    assert 0.0 < large["gap_se"] < 0.02 and large["agreement"] > 0.8
     assert_figure(out)
 
 
@@ -132,3 +137,22 @@ def test_mnist(tmp_path, capsys):
     again = run_example("mnist", argv, capsys)
     assert again["initial_test_accuracy"] == result["test_accuracy"] == again["test_accuracy"]
     assert (out / "mock_eval_mock_seed0_quick.json").is_file()
+
+
+def test_mnist_dropout_masks_hidden_neurons_in_training_only():
+    spec = importlib.util.spec_from_file_location("example_mnist_dropout", EXAMPLES / "mnist.py")
+    mnist = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mnist)
+    model = mnist.MNISTSNN("mock", hidden=64)
+    full = model.syn_out.weight.detach().clone()
+    model.draw_dropout(0.25, torch.Generator().manual_seed(0))
+    masked = model.syn_out.weight.detach()
+    dropped = (masked == 0).all(dim=0)
+    assert 4 < int(dropped.sum()) < 30  # about 16 of 64 hidden neurons, the same for every output
+    torch.testing.assert_close(masked[:, ~dropped], full[:, ~dropped] / 0.75)
+    images = torch.rand(3, 28, 28)
+    mnist.evaluate(model, images, torch.zeros(3, dtype=torch.long), batch_size=3)  # uses every neuron
+    torch.testing.assert_close(model.syn_out.weight.detach(), full)
+    model.draw_dropout(0.0, torch.Generator())
+    assert model.dropout.mask is None
+    assert set(model.state_dict()) == set(mnist.MNISTSNN("mock", hidden=64).state_dict())
