@@ -300,13 +300,12 @@ cdef extern from *:
     #define cysim_prefetch(ptr) __builtin_prefetch(ptr)
 
     /* floor(x), exactly, without a call into libm where the target has no rounding
-       instruction (x86-64 before SSE4.1): truncation and a correction below 2^52, the
-       correction without a branch (its sign follows the data: a branch mispredicts). */
+       instruction (x86-64 before SSE4.1): truncation and a correction below 2^52. */
     static inline double cysim_floor(double x)
     {
         if (x > -4503599627370496.0 && x < 4503599627370496.0) {
             double t = (double)(int64_t)x;
-            return t - (double)(t > x);
+            return t > x ? t - 1.0 : t;
         }
         return floor(x);
     }
