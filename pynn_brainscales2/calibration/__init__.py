@@ -12,6 +12,7 @@ from .bias import calibrate_bias
 from .cache import calibrate, default_cache_dir
 from .compartments import calibrate_compartments
 from .lif import CALIBRATION_VERSION, LIF_CELLS, CalibrationResult, calibrate_lif
+from .synapses import measure_synapse_gains
 from .targets import ADEX_TARGETS, OPTIONAL_RANGES, RANGES, CalibrationTargets
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "calibrate_bias",
     "calibrate_adex",
     "calibrate_compartments",
+    "measure_synapse_gains",
     "default_cache_dir",
     "CalibrationTargets",
     "CalibrationResult",

@@ -155,13 +155,13 @@ def run_distributed(
     spec = ChipSpec.of(chip)
     dask = is_dask_client(pool)
     futures = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        args = (spec, config, _chunk_stimulus(stimulus, lo, hi), duration_us, seeds[lo:hi], chip.dt_us, 1)
-        if dask:
-            futures.append(pool.submit(run_chunk, *args, pure=False, retries=RETRIES))
-        else:
-            futures.append(pool.submit(run_chunk, *args))
     try:
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            args = (spec, config, _chunk_stimulus(stimulus, lo, hi), duration_us, seeds[lo:hi], chip.dt_us, 1)
+            if dask:
+                futures.append(pool.submit(run_chunk, *args, pure=False, retries=RETRIES))
+            else:
+                futures.append(pool.submit(run_chunk, *args))  # a pool already broken raises here
         parts = [f.result() for f in futures]
     except concurrent.futures.process.BrokenProcessPool as exc:
         _cancel(futures)

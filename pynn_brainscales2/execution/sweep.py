@@ -68,10 +68,16 @@ def parameter_sweep(script, parameter_sets, executor=None, progress: bool = True
             except Exception as exc:
                 raise ExecutionError(f"parameter set #{k} {p} failed: {type(exc).__name__}: {exc}") from exc
         return out
-    if is_dask_client(executor):
-        futures = [executor.submit(_call, script, p, pure=False, retries=RETRIES) for p in params]
-    else:
-        futures = [executor.submit(_call, script, p) for p in params]
+    try:
+        if is_dask_client(executor):
+            futures = [executor.submit(_call, script, p, pure=False, retries=RETRIES) for p in params]
+        else:
+            futures = [executor.submit(_call, script, p) for p in params]
+    except concurrent.futures.process.BrokenProcessPool as exc:  # broken before the sweep
+        raise ExecutionError(
+            "the process pool is broken (a worker process died before the sweep); create a new "
+            "executor and run again, or use a Dask client."
+        ) from exc
     index = {id(f): k for k, f in enumerate(futures)}
     out = [None] * len(futures)
     bar = tqdm(total=len(futures), disable=not progress, desc="sweep")

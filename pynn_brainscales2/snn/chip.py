@@ -8,13 +8,17 @@ weights and the input events; a batch runs as trials of one chip call.
 
 Units. The torch modules speak "pu" (potential units; leak 0, threshold 1 in training)
 and pu/us for currents and weights; :data:`pynn_brainscales2.hardware.PU_MAPS` places them
-on the chip (LIF: 50 CADC LSB per pu, resting at 70 LSB; LI read-out: 12 LSB per pu,
+on the chip (LIF: 50 CADC LSB per pu, resting at 70 LSB; LI read-out: 6 LSB per pu,
 resting in the middle of the CADC range). A weight ``w`` [pu/us] onto a population becomes
 ``round(slope_to_lsb(|w|) / gain)`` steps on excitatory (``w > 0``) or
 inhibitory rows, with ``gain`` [CADC LSB/us per step] calibrated per target population
 from the largest weight at mapping time times the experiment's ``weight_headroom`` (default
 :data:`WEIGHT_HEADROOM`; weights beyond that
-saturate at the largest step count); connections may use up to 4 rows (252 steps).
+saturate at the largest step count); connections may use up to 4 rows (252 steps). With
+``Experiment(calibrate_synapses=True)`` (the default) the steps are those that give the
+weight on each synapse's measured gain
+(:func:`pynn_brainscales2.calibration.synapses.measure_synapse_gains`, once per mapping),
+row by row as the mapping fills a connection's rows.
 
 What comes back (per population, on the experiment's grid ``t_n = n dt``): spikes from the
 FPGA timestamps (binned into steps, with their position in the step), and membrane traces
@@ -33,6 +37,7 @@ from cysim import constants as C
 
 from .. import calibration
 from .. import hardware as hw
+from ..calibration.synapses import measure_synapse_gains
 from ..errors import ParameterRangeError, PlacementError, ShapeError
 from ..execution import Executor
 from ..mapping import (
@@ -181,7 +186,8 @@ class ChipRunner:
                 f"The network uses {self.mapping.placement.n_used} neuron circuits; the experiment allows "
                 f"{budget} (max_circuits). Raise max_circuits (at most {hw.N_CIRCUITS}) or make the network smaller."
             )
-        self.calibration = calibration.calibrate(self.chip, self._targets())
+        self._targets_cache = self._targets()
+        self.calibration = calibration.calibrate(self.chip, self._targets_cache)
         config = self.calibration.apply(self.mapping.config)
         for m in self.modules:
             if m in self.external:
@@ -192,6 +198,64 @@ class ChipRunner:
         self.executor = Executor(
             self.mapping, config, self.chip, pool=getattr(self._experiment, "executor", None)
         )
+        self.synapse_gain = {}  # projection -> measured gain over calibrated gain, per connection
+        if getattr(self._experiment, "calibrate_synapses", True):
+            self._measure_synapses()
+
+    def _measure_synapses(self) -> None:
+        """Gains of the network's synapses relative to their circuits' calibrated gain
+        (:func:`pynn_brainscales2.calibration.synapses.measure_synapse_gains`), one value per
+        connection (the mean over its rows). Target populations of neurons joined from
+        several circuits keep 1: their synapses' PSPs spread over the joined membrane."""
+        targets = self._targets_cache
+        names, syns = [], []
+        for s in self.synapses:
+            post = self.post_of[s]
+            c = getattr(self.mapping, "circuits_per_neuron", lambda label: 1)(self.label[post])
+            if c != 1:
+                continue
+            for receptor in (EXCITATORY, INHIBITORY):
+                names.append(self._proj(s, receptor))
+                syns.append(self.mapping.synapses(names[-1]))
+        if not syns:
+            return
+        h = np.concatenate([x.hemisphere for x in syns])
+        r = np.concatenate([x.row for x in syns])
+        col = np.concatenate([x.column for x in syns])
+        flat = (h * C.N_ROWS + r) * C.N_COLUMNS + col
+        uniq, back = np.unique(flat, return_inverse=True)
+        gain = np.where(np.isfinite(targets.syn_gain_exc), targets.syn_gain_exc, np.nan)
+        rel = measure_synapse_gains(
+            self.chip,
+            self.executor.config,
+            uniq // (C.N_ROWS * C.N_COLUMNS),
+            (uniq // C.N_COLUMNS) % C.N_ROWS,
+            uniq % C.N_COLUMNS,
+            gain,
+            targets.tau_mem_us,
+            targets.tau_syn_exc_us,
+            targets.tau_syn_inh_us,
+        )[back]
+        rel = np.where(np.isfinite(rel), rel, 1.0)
+        start = 0
+        for name, x in zip(names, syns, strict=True):
+            per = np.ones((x.piece_ptr.size - 1, max(int(x.piece.max(initial=0)) + 1, 1)))
+            per[x.connection, x.piece] = rel[start : start + x.row.size]
+            start += x.row.size
+            self.synapse_gain[name] = per
+
+    @staticmethod
+    def _compensated(x: np.ndarray, rel: np.ndarray) -> np.ndarray:
+        """Steps whose sum over a connection's rows (filled in order, 63 per row, as the
+        mapping splits them) gives ``x`` steps of the calibrated gain, row ``i`` counting
+        ``rel[:, i]`` of a step."""
+        steps = np.zeros_like(x)
+        left = x.copy()
+        for i in range(rel.shape[1]):
+            take = np.minimum(left, hw.WEIGHT_MAX * rel[:, i])
+            steps += take / rel[:, i]
+            left -= take
+        return steps + left
 
     def _proj(self, synapse, receptor: str) -> str:
         return f"{self.label[self.pre_of[synapse]]}->{self.label[self.post_of[synapse]]}#{id(synapse)}:{receptor[:3]}"
@@ -252,10 +316,14 @@ class ChipRunner:
             / self.gain[post]
         )
         cap = self.max_steps[post]
-        return {
-            EXCITATORY: np.clip(np.rint(np.maximum(w, 0.0)), 0, cap).astype(np.int64).ravel(),
-            INHIBITORY: np.clip(np.rint(np.maximum(-w, 0.0)), 0, cap).astype(np.int64).ravel(),
-        }
+        w = w.ravel()
+        out = {}
+        for receptor, x in ((EXCITATORY, np.maximum(w, 0.0)), (INHIBITORY, np.maximum(-w, 0.0))):
+            rel = self.synapse_gain.get(self._proj(synapse, receptor))
+            if rel is not None:
+                x = self._compensated(x, rel)
+            out[receptor] = np.clip(np.rint(x), 0, cap).astype(np.int64)
+        return out
 
     def realised_weight(self, synapse) -> torch.Tensor:
         """The weights [pu/us] the chip realises, for the model's pass: clipped to the largest

@@ -63,6 +63,13 @@ class Experiment:
         needs more (or does not map at all) and is a feed-forward layer stack runs as
         sequential partitions of at most this many circuits; a smaller value lets small
         networks be partitioned (tests, comparisons).
+    calibrate_synapses : bool
+        Chip mode: measure the gain of every synapse the network uses once, after the
+        circuit calibration, and write each weight as the steps that give it on that synapse
+        (:mod:`pynn_brainscales2.calibration.synapses`; about 5 % spread per synapse driver
+        and 3 % per synapse on a realistic chip, which the circuit calibration averages
+        over 64 drivers). Default True; False writes every weight with its circuit's gain.
+        Neurons joined from several circuits always use their circuits' gain.
 
     Notes
     -----
@@ -90,6 +97,7 @@ class Experiment:
         weight_headroom: float = 2.0,
         executor=None,
         max_circuits: int | None = None,
+        calibrate_synapses: bool = True,
     ):
         check_pool(executor)
         if max_circuits is not None:
@@ -105,6 +113,7 @@ class Experiment:
                     "neuron circuits), or None for all."
                 )
         self.max_circuits = max_circuits
+        self.calibrate_synapses = bool(calibrate_synapses)
         dt = float(dt)
         if not math.isfinite(dt) or dt <= 0:
             raise ValueError(f"Experiment dt = {dt} us: give a positive grid step in us (e.g. 0.1).")

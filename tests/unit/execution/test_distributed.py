@@ -101,8 +101,31 @@ def test_dead_process_pool_worker_gives_clear_error(tmp_path):
             os.kill(victims[0], signal.SIGKILL)
 
         threading.Thread(target=kill_soon, daemon=True).start()
+        # each task integrates one trial of 5 s hardware time (several seconds of work),
+        # so the kill lands while the workers compute, however fast the machine
         with pytest.raises(ExecutionError, match="worker process died"):
-            run_distributed(ex, VirtualChip(seed=1), cfg, stim, 20000.0, 6, chunks=6)
+            run_distributed(ex, VirtualChip(seed=1), cfg, stim, 5_000_000.0, 6, chunks=6)
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
+
+
+def test_process_pool_broken_before_a_batch_gives_clear_error():
+    cfg, stim = network()
+    ctx = multiprocessing.get_context("spawn")
+    ex = concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx)
+    try:
+        ex.submit(int, 0).result()
+        os.kill(next(iter(ex._processes)), signal.SIGKILL)
+        deadline = time.monotonic() + 30.0
+        while not ex._broken and time.monotonic() < deadline:  # the pool notices the death
+            time.sleep(0.05)
+        assert ex._broken
+        with pytest.raises(ExecutionError, match="worker process died"):
+            run_distributed(ex, VirtualChip(seed=1), cfg, stim, 50.0, 6)
+        import pynn_brainscales2 as sim
+
+        with pytest.raises(ExecutionError, match="process pool is broken"):
+            sim.parameter_sweep(rate_script(), [{"i_offset": 1.0}], executor=ex, progress=False)
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
 
