@@ -114,10 +114,8 @@ def measure_synapse_gains(
     weights = np.zeros((C.N_HEMISPHERES, C.N_ROWS, C.N_COLUMNS), dtype=np.int64)
     weights[h, r, col] = steps[circuit]
     cfg.synapse_weights = weights
-    drivers = np.arange(C.N_DRIVERS)
-    select = np.zeros((C.N_HEMISPHERES, C.N_DRIVERS), dtype=np.int64)
-    select[:, :] = drivers // 4  # 32 drivers per bus: one address each
-    cfg.driver_row_select = select
+    # 32 drivers per bus: one row-select address each
+    cfg.driver_row_select = np.tile(np.arange(C.N_DRIVERS) // 4, (C.N_HEMISPHERES, 1))
     cfg.driver_enable = True
     labels = np.zeros((C.N_HEMISPHERES, C.N_ROWS, C.N_COLUMNS), dtype=np.int64)
     labels[:, 1::2, :] = 1  # the two rows of a driver answer to labels 0 and 1
@@ -172,91 +170,4 @@ def measure_synapse_gains(
                     rel = sign * amp / (steps[cs] * gain[cs])
                 ok = (mode != 0) & (steps[cs] > 0) & np.isfinite(rel) & (rel > 0)
                 out[sel] = np.where(ok, rel, np.nan)
-    return out
-    circuit = h * C.N_COLUMNS + col
-    gain = np.asarray(gain, dtype=float).reshape(-1)
-    tau_m = np.asarray(tau_mem_us, dtype=float).reshape(-1)
-    tau_s = {
-        ROW_EXC: np.asarray(tau_syn_exc_us, dtype=float),
-        ROW_INH: np.asarray(tau_syn_inh_us, dtype=float),
-    }
-    modes = config.array("row_modes")[h, r]
-
-    # a weight per circuit that lifts its PSP to about peak_lsb (the larger of the two
-    # receptors' peaks, so that neither leaves the CADC range)
-    peak = np.fmax(psp_peak(tau_s[ROW_EXC], tau_m), psp_peak(tau_s[ROW_INH], tau_m))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        steps = np.rint(peak_lsb / (gain * peak))
-    steps = np.where(np.isfinite(steps), np.clip(steps, 1, C.WEIGHT_MAX), 0).astype(np.int64)
-
-    cfg = config.copy()
-    cfg.enable_spiking = False
-    cfg.cadc_enable = True
-    cfg.cadc_period_us = C.CADC_PERIOD_MIN_US
-    cfg.stp_enable = False
-    cfg.bg_mode = 0
-    weights = np.zeros((C.N_HEMISPHERES, C.N_ROWS, C.N_COLUMNS), dtype=np.int64)
-    weights[h, r, col] = steps[circuit]
-    cfg.synapse_weights = weights
-    drivers = np.arange(C.N_DRIVERS)
-    select = np.zeros((C.N_HEMISPHERES, C.N_DRIVERS), dtype=np.int64)
-    select[:, :] = drivers // 4  # 32 drivers per bus: one address each
-    cfg.driver_row_select = select
-    cfg.driver_enable = True
-    labels = np.zeros((C.N_HEMISPHERES, C.N_ROWS, C.N_COLUMNS), dtype=np.int64)
-    labels[:, 1::2, :] = 1  # the two rows of a driver answer to labels 0 and 1
-    cfg.synapse_labels = labels
-
-    if phases is None:
-        lowest = float(np.nanmin((steps * gain * peak)[circuit]))
-        phases = int(np.clip(np.ceil(_PHASES * (peak_lsb / max(lowest, 1e-3)) ** 2), _PHASES, _MAX_PHASES))
-    rows_of = [np.unique(r[h == k]) for k in range(C.N_HEMISPHERES)]
-    n_slots = max(len(x) for x in rows_of)
-    used = np.zeros(C.N_CIRCUITS, bool)
-    used[circuit] = True
-    slowest = float(np.nanmax(np.fmax(np.fmax(tau_s[ROW_EXC], tau_s[ROW_INH]), tau_m)[used]))
-    window = min(4.0 * slowest, 400.0)
-    dt = chip.dt_us
-    per_trial, arrival, slot_rows = [], [], []
-    for k in range(n_slots):
-        events = []
-        here = []
-        for hh in range(C.N_HEMISPHERES):
-            if k < len(rows_of[hh]):
-                rr = int(rows_of[hh][k])
-                d = rr // 2
-                events.append(event_label(hh * 4 + d % 4, d // 4, rr % 2))
-                here.append((hh, rr))
-        slot_rows.append(here)
-        for p in range(phases):
-            t0 = np.round((_LEAD_US + p * C.CADC_PERIOD_MIN_US / phases) / dt) * dt
-            per_trial.append((np.full(len(events), t0), np.asarray(events, dtype=np.int64)))
-            arrival.append(t0 + C.ROUTING_LATENCY_US)
-    res = chip.run(cfg, Stimulus.from_trials(per_trial), duration_us=_LEAD_US + window, trials=len(per_trial))
-    v = res.cadc.astype(np.float64)  # (trials, samples, circuits)
-    t_s = res.cadc_times_us
-    rel_t = t_s[None, :] - np.asarray(arrival)[:, None]  # (trials, samples)
-
-    # index of each listed synapse by (hemisphere, row) -> its slot
-    for k, here in enumerate(slot_rows):
-        trials = slice(k * phases, (k + 1) * phases)
-        y = v[trials]  # (phases, samples, circuits)
-        tt = rel_t[trials][:, :, None]
-        for hh, rr in here:
-            sel = np.flatnonzero((h == hh) & (r == rr))
-            cs = circuit[sel]
-            mode = modes[sel]
-            ts = np.where(mode == ROW_EXC, tau_s[ROW_EXC][cs], tau_s[ROW_INH][cs])
-            b = psp_basis(tt, ts[None, None, :], tau_m[cs][None, None, :])
-            # PSP and resting level fitted together (a resting level taken from the few
-            # samples before the event would carry their rounding into the amplitude)
-            n = b[..., :1].size
-            sb, sbb = b.sum(axis=(0, 1)), (b * b).sum(axis=(0, 1))
-            sy, sby = y[:, :, cs].sum(axis=(0, 1)), (b * y[:, :, cs]).sum(axis=(0, 1))
-            amp = (n * sby - sb * sy) / (n * sbb - sb * sb)
-            sign = np.where(mode == ROW_EXC, 1.0, -1.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rel = sign * amp / (steps[cs] * gain[cs])
-            ok = (mode != 0) & (steps[cs] > 0) & np.isfinite(rel) & (rel > 0)
-            out[sel] = np.where(ok, rel, np.nan)
     return out
