@@ -198,15 +198,16 @@ class ChipRunner:
         self.executor = Executor(
             self.mapping, config, self.chip, pool=getattr(self._experiment, "executor", None)
         )
-        self.synapse_gain = {}  # projection -> measured gain over calibrated gain, per connection
+        self.synapse_gain = {}  # projection -> measured over calibrated gain, per connection and row
         if getattr(self._experiment, "calibrate_synapses", True):
             self._measure_synapses()
 
     def _measure_synapses(self) -> None:
         """Gains of the network's synapses relative to their circuits' calibrated gain
-        (:func:`pynn_brainscales2.calibration.synapses.measure_synapse_gains`), one value per
-        connection (the mean over its rows). Target populations of neurons joined from
-        several circuits keep 1: their synapses' PSPs spread over the joined membrane."""
+        (:func:`pynn_brainscales2.calibration.synapses.measure_synapse_gains`), per
+        projection an array ``(connections, rows)`` (1 where a connection has no such row,
+        or where no PSP was seen). Target populations of neurons joined from several
+        circuits are left out: their synapses' PSPs spread over the joined membrane."""
         targets = self._targets_cache
         names, syns = [], []
         for s in self.synapses:
@@ -224,14 +225,13 @@ class ChipRunner:
         col = np.concatenate([x.column for x in syns])
         flat = (h * C.N_ROWS + r) * C.N_COLUMNS + col
         uniq, back = np.unique(flat, return_inverse=True)
-        gain = np.where(np.isfinite(targets.syn_gain_exc), targets.syn_gain_exc, np.nan)
         rel = measure_synapse_gains(
             self.chip,
             self.executor.config,
             uniq // (C.N_ROWS * C.N_COLUMNS),
             (uniq // C.N_COLUMNS) % C.N_ROWS,
             uniq % C.N_COLUMNS,
-            gain,
+            targets.syn_gain_exc,  # the same target for both receptors
             targets.tau_mem_us,
             targets.tau_syn_exc_us,
             targets.tau_syn_inh_us,
