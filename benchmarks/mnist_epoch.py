@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from pynn_brainscales2.errors import BrainScaleS2Error
 from pynn_brainscales2.snn.datasets import MNIST
@@ -58,8 +59,9 @@ def _trainer(ex, model, mode: str, seed: int):
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> int:
         x = ex.augment(images.float() / 255.0, generator, 0.3)
-        scores, h_hidden = model(x)
-        loss = loss_fn(scores, labels) + ex.regularisers(model, scores, h_hidden, coefficients)
+        with parametrize.cached():  # as the example: the saturating map once per batch
+            scores, h_hidden = model(x)
+            loss = loss_fn(scores, labels) + ex.regularisers(model, scores, h_hidden, coefficients)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

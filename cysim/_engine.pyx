@@ -67,6 +67,7 @@ cdef extern from *:
         const double *bias_step;  /* i_bias * p_vconst */
         const double *v_reset, *v_th, *sigma;
         const double *v_th_spike;  /* v_th, or +inf where spiking is off */
+        const double *v_th_coupled;  /* v_th where spiking is on, else +inf (compartments) */
         /* nonlinear circuits (the first n_special of the local order) */
         const double *v_t, *delta_t, *exp_scale, *inv_tau_m, *f_exc, *f_inh, *e_rev_e, *e_rev_i;
         const double *p_w, *a, *m_exp, *m_adapt, *m_coba;
@@ -310,6 +311,76 @@ cdef extern from *:
         return floor(x);
     }
 
+    /* Whether a compartment was refractory in the step just taken, from its counter after
+       the local step (CYSIM_FINISH): a compartment never crosses there (its v_th_spike is
+       +inf), so the counter is r - 1 >= +0.0 if it was refractory (integer r > 0) and
+       -h = -0.0 if not: the sign bit tells. */
+    #define CYSIM_WAS_REFRACTORY(r) (!signbit(r))
+
+    /* The coupling step of every logical neuron none of whose compartments was refractory
+       (counters `ref` after the local step, see above): V <- P V over its
+       compartments, P = expm(-L dt) stored column by column (`mt`, P[a][b] = mt[b m + a]);
+       each row's sum in the order b = 0..m-1. Neurons of 2 and 4 compartments in
+       consecutive local circuits (`contig`) take a vectorised path. Lists in `crossed` the
+       neurons in which a compartment reached `v_th` (+inf where spiking is off); returns
+       their number. */
+    CYSIM_CLONES static int cysim_couple_step(int groups, const int64_t* R ptr,
+                                              const int32_t* R idx, const int64_t* R mat_ptr,
+                                              const double* R mat, const uint8_t* R contig,
+                                              const double* R ref, const double* R v_th,
+                                              double* R vnew, int32_t* R crossed)
+    {
+        double buf[64];
+        int n_crossed = 0;
+        for (int g = 0; g < groups; ++g) {
+            int64_t k0 = ptr[g];
+            int m = (int)(ptr[g + 1] - k0);
+            if (m == 4 && contig[g]) {
+                const double* R r = ref + idx[k0];
+                if (CYSIM_WAS_REFRACTORY(r[0]) | CYSIM_WAS_REFRACTORY(r[1]) |
+                    CYSIM_WAS_REFRACTORY(r[2]) | CYSIM_WAS_REFRACTORY(r[3]))
+                    continue;
+            } else {
+                int refractory = 0;
+                for (int a = 0; a < m; ++a) refractory |= CYSIM_WAS_REFRACTORY(ref[idx[k0 + a]]);
+                if (refractory) continue;
+            }
+            const double* R mt = mat + mat_ptr[g];
+            if (m == 4 && contig[g]) {
+                double* R x = vnew + idx[k0];
+                double x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3], out[4];
+                const double* R th = v_th + idx[k0];
+                int cross = 0;
+                for (int a = 0; a < 4; ++a)
+                    out[a] = (((0.0 + mt[a] * x0) + mt[4 + a] * x1) + mt[8 + a] * x2) + mt[12 + a] * x3;
+                for (int a = 0; a < 4; ++a) {
+                    x[a] = out[a];
+                    cross |= out[a] >= th[a];
+                }
+                if (cross) crossed[n_crossed++] = g;
+            } else if (m == 2 && contig[g]) {
+                double* R x = vnew + idx[k0];
+                double x0 = x[0], x1 = x[1], out[2];
+                const double* R th = v_th + idx[k0];
+                for (int a = 0; a < 2; ++a) out[a] = (0.0 + mt[a] * x0) + mt[2 + a] * x1;
+                x[0] = out[0];
+                x[1] = out[1];
+                if ((out[0] >= th[0]) | (out[1] >= th[1])) crossed[n_crossed++] = g;
+            } else {
+                int cross = 0;
+                for (int b = 0; b < m; ++b) buf[b] = vnew[idx[k0 + b]];
+                for (int a = 0; a < m; ++a) {
+                    double acc = 0.0;
+                    for (int b = 0; b < m; ++b) acc = acc + mt[b * m + a] * buf[b];
+                    vnew[idx[k0 + a]] = acc;
+                    cross |= acc >= v_th[idx[k0 + a]];
+                }
+                if (cross) crossed[n_crossed++] = g;
+            }
+        }
+        return n_crossed;
+    }
+
     /* Events that arrive in this step: add the ring-buffer slot, then clear it. */
     CYSIM_CLONES static void cysim_add_clear(int n, double* R dst, double* R src)
     {
@@ -331,6 +402,7 @@ cdef extern from *:
         const double* v_th
         const double* sigma
         const double* v_th_spike
+        const double* v_th_coupled
         const double* v_t
         const double* delta_t
         const double* exp_scale
@@ -354,6 +426,9 @@ cdef extern from *:
                            int noisy) noexcept nogil
     int cysim_collect_spikes(int n, const double* v_th, const double* v, const double* vnew,
                              const double* ref, int32_t* spiked, double* frac) noexcept nogil
+    int cysim_couple_step(int groups, const int64_t* ptr, const int32_t* idx, const int64_t* mat_ptr,
+                          const double* mat, const uint8_t* contig, const double* ref,
+                          const double* v_th, double* vnew, int32_t* crossed) noexcept nogil
     void cysim_add_clear(int n, double* dst, double* src) noexcept nogil
     void cysim_prefetch(const void* ptr) noexcept nogil
     double cysim_floor(double x) noexcept nogil
@@ -509,7 +584,8 @@ cdef struct Params:
     const int64_t* cpl_ptr  # group -> its range of cpl_idx
     const int32_t* cpl_idx  # local circuit of each compartment, left to right
     const int64_t* cpl_mat_ptr  # group -> its row-major coupling propagator in cpl_mat
-    const double* cpl_mat
+    const double* cpl_mat  # column by column (see cysim.engine.coupling_inputs)
+    const uint8_t* cpl_contig  # group -> its compartments are consecutive local circuits
 
 
 cdef struct Rng:  # xoshiro256+ (Poisson background generators)
@@ -573,7 +649,7 @@ cdef struct Trial:
     double* vq
     int32_t* spiked
     double* sfrac
-    uint8_t* gref  # per logical neuron: refractory (clamped) in the current step
+    int32_t* gcross  # logical neurons in which a compartment crossed its threshold (scratch)
     vector[int32_t]* sp_circ
     vector[double]* sp_time
     # parameters: the shared ones unless a kernel rewrote this trial's CapMem cells
@@ -1141,7 +1217,7 @@ cdef void _free_trial(Trial* st) noexcept nogil:
     free(st.vbuf0); free(st.vbuf1); free(st.w); free(st.syn); free(st.ring); free(st.ref)
     free(st.sa); free(st.sb); free(st.cbuf); free(st.dirty); free(st.nstate); free(st.bg_next)
     free(st.bg_rng); free(st.madc_prev); free(st.vq); free(st.spiked); free(st.sfrac)
-    free(st.gref); st.gref = NULL
+    free(st.gcross); st.gcross = NULL
     st.vbuf0 = NULL; st.vbuf1 = NULL; st.w = NULL; st.syn = NULL; st.ring = NULL
     st.ref = NULL; st.sa = NULL; st.sb = NULL; st.cbuf = NULL; st.dirty = NULL
     st.nstate = NULL; st.bg_next = NULL; st.bg_rng = NULL; st.madc_prev = NULL; st.vq = NULL
@@ -1173,8 +1249,8 @@ cdef int _init_trial(const Params* p, Trial* st) noexcept nogil:
     st.vq = <double*>malloc((p.n_total - n + 1) * sizeof(double))
     st.spiked = <int32_t*>malloc(nn * sizeof(int32_t))
     st.sfrac = <double*>malloc(nn * sizeof(double))
-    st.gref = <uint8_t*>calloc(p.cpl_groups + 1, sizeof(uint8_t))
-    if st.gref == NULL:
+    st.gcross = <int32_t*>calloc(p.cpl_groups + 1, sizeof(int32_t))
+    if st.gcross == NULL:
         _free_trial(st)
         return -1
     if st.vbuf0 == NULL or st.vbuf1 == NULL or st.w == NULL or st.syn == NULL \
@@ -1211,48 +1287,25 @@ cdef int _init_trial(const Params* p, Trial* st) noexcept nogil:
     return 0
 
 
-cdef inline void _couple_mark(const Params* p, const double* ref, uint8_t* gref) noexcept nogil:
-    """Before a step: which logical neurons are refractory (any compartment clamped)."""
-    cdef int g
-    cdef int64_t k
-    cdef uint8_t r
-    for g in range(p.cpl_groups):
-        r = 0
-        for k in range(p.cpl_ptr[g], p.cpl_ptr[g + 1]):
-            if ref[p.cpl_idx[k]] > 0.0:
-                r = 1
-        gref[g] = r
-
-
 cdef int _couple(const Params* p, const cysim_circuits* c, const double* ref_steps,
-                 const uint8_t* gref, double* vnew, double* ref) noexcept nogil:
+                 int32_t* gcross, double* vnew, double* ref) noexcept nogil:
     """After the local step of every circuit: the exact coupling step of each logical
     neuron that is not refractory (``vnew <- expm(-L dt) vnew`` over its compartments),
     then the thresholds of its compartments with spiking on. A crossing marks that
     compartment as spiking (counter -1, reset by the caller) and resets every other
     compartment of the neuron to its reset potential for the spiking one's refractory
     time. Returns whether any compartment fired."""
-    cdef int g, a, b, m, first
+    cdef int g, a, m, first, q, n_crossed
     cdef int64_t k0
     cdef int32_t i
-    cdef double acc
-    cdef double buf[64]
-    cdef const double* mat
     cdef int hits = 0
     cdef double rsteps
-    for g in range(p.cpl_groups):
-        if gref[g]:
-            continue
+    n_crossed = cysim_couple_step(p.cpl_groups, p.cpl_ptr, p.cpl_idx, p.cpl_mat_ptr, p.cpl_mat,
+                                  p.cpl_contig, ref, c.v_th_coupled, vnew, gcross)
+    for q in range(n_crossed):
+        g = gcross[q]
         k0 = p.cpl_ptr[g]
         m = <int>(p.cpl_ptr[g + 1] - k0)
-        mat = p.cpl_mat + p.cpl_mat_ptr[g]
-        for a in range(m):
-            buf[a] = vnew[p.cpl_idx[k0 + a]]
-        for a in range(m):
-            acc = 0.0
-            for b in range(m):
-                acc = acc + mat[a * m + b] * buf[b]
-            vnew[p.cpl_idx[k0 + a]] = acc
         first = -1
         for a in range(m):
             i = p.cpl_idx[k0 + a]
@@ -1382,14 +1435,12 @@ cdef void _advance(const Params* p, Trial* st, int64_t step_end) noexcept nogil:
         madc_sf[1] = 2.0
         # --- membranes: nonlinear circuits first, then the linear ones (kernels above) --
         hits = 0
-        if p.cpl_groups > 0:
-            _couple_mark(p, ref, st.gref)
         if ns > 0:
             hits = cysim_adex_step(c, ns, dt, p.rail, v, ie, ii, w, ref, nstate, vnew, sa, sb,
                                    p.has_noise)
         hits |= cysim_lif_step(c, ns, n, p.rail, v, ie, ii, ref, nstate, vnew, p.has_noise)
         if p.cpl_groups > 0:
-            hits |= _couple(p, c, ref_steps, st.gref, vnew, ref)
+            hits |= _couple(p, c, ref_steps, st.gcross, vnew, ref)
         # --- reset and routing of the spikes -------------------------------------------
         n_spiked = 0
         if hits:
@@ -1498,7 +1549,7 @@ cdef int _run_trial(const Params* p, Trial* st) noexcept nogil:
 
 _CIRCUIT_FIELDS = (
     "e_l", "p_mem", "p_vexc", "p_vinh", "p_vconst", "i_bias", "p_exc", "p_inh", "bias_step",
-    "v_reset", "v_th", "noise_step", "v_th_spike", "v_t", "delta_t", "exp_scale", "inv_tau_m",
+    "v_reset", "v_th", "noise_step", "v_th_spike", "v_th_coupled", "v_t", "delta_t", "exp_scale", "inv_tau_m",
     "f_exc", "f_inh", "e_rev_e", "e_rev_i", "p_w", "a", "m_exp", "m_adapt", "m_coba", "b",
     "ref_steps", "passive_rho", "passive_sigma",
 )
@@ -1531,6 +1582,7 @@ cdef object _bind_circuits(Trial* st, dict arrays, dict keep, Py_ssize_t size):
     st.c.v_th = _f64_ptr(keep, "v_th", arrays["v_th"], size)
     st.c.sigma = _f64_ptr(keep, "noise_step", arrays["noise_step"], size)
     st.c.v_th_spike = _f64_ptr(keep, "v_th_spike", arrays["v_th_spike"], size)
+    st.c.v_th_coupled = _f64_ptr(keep, "v_th_coupled", arrays["v_th_coupled"], size)
     st.c.v_t = _f64_ptr(keep, "v_t", arrays["v_t"], size)
     st.c.delta_t = _f64_ptr(keep, "delta_t", arrays["delta_t"], size)
     st.c.exp_scale = _f64_ptr(keep, "exp_scale", arrays["exp_scale"], size)
@@ -1661,6 +1713,7 @@ cdef class Session:
         ii = typed("cpl_idx", np.int32, inp.get("cpl_idx", np.zeros(0, dtype=np.int32))); p.cpl_idx = &ii[0]
         li = typed("cpl_mat_ptr", np.int64, inp.get("cpl_mat_ptr", np.zeros(1, dtype=np.int64))); p.cpl_mat_ptr = &li[0]
         d = f64("cpl_mat", inp.get("cpl_mat", np.zeros(0))); p.cpl_mat = &d[0]
+        bb = typed("cpl_contig", np.uint8, inp.get("cpl_contig", np.zeros(0, dtype=np.uint8))); p.cpl_contig = &bb[0]
 
         # shared per-circuit parameters: bound once into a template trial
         cdef Trial shared

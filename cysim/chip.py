@@ -223,7 +223,12 @@ class VirtualChip:
         order = inp["order"]
         circuits = order[sp_local].astype(np.int16)
         stamps = np.floor(sp_time / C.FPGA_TICK_US + 1e-9).astype(np.int64)
-        srt = np.lexsort((circuits, stamps, sp_trial))
+        if sp_trial.size and sp_trial.max() < 2**20 and stamps.max() < 2**33 and stamps.min() >= 0:
+            # trial, time stamp and circuit (10 bits) in one key: one sort instead of three
+            key = (sp_trial.astype(np.int64) << 43) | (stamps << 10) | circuits.astype(np.int64)
+            srt = np.argsort(key, kind="stable")
+        else:
+            srt = np.lexsort((circuits, stamps, sp_trial))
         if cadc_v.dtype == np.uint8:  # the compiled engine quantises itself
             cadc, madc = cadc_v, madc_v
         else:  # reference engine: values in LSB, local circuit order

@@ -70,6 +70,7 @@ the weights, driver states and sensors of their arrival time ``t`` (the arrival 
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -110,7 +111,8 @@ def synapse_targets(config, physics, params):
     modes = config.array("row_modes")
     rows = np.arange(C.N_ROWS)
     row_on = (modes != C.ROW_OFF) & config.array("driver_enable")[:, rows // 2]
-    h, r, c = np.nonzero((w > 0) & row_on[:, :, None])
+    on = np.flatnonzero((w > 0) & row_on[:, :, None])  # one index array: C order, as np.nonzero
+    h, r, c = on // (C.N_ROWS * C.N_COLUMNS), on // C.N_COLUMNS % C.N_ROWS, on % C.N_COLUMNS
     d = r // 2
     bus = h * C.N_PADI_BUSES + d % C.N_PADI_BUSES
     select = config.array("driver_row_select")[h, d].astype(np.int64)
@@ -187,6 +189,7 @@ def circuit_inputs(params: dict, flags: np.ndarray, dt_us: float, cadc_period_us
         "v_th_spike": np.where(
             ((flags & FLAG_SPIKE) != 0) & ((flags & FLAG_COUPLED) == 0), p["v_threshold"], np.inf
         ),
+        "v_th_coupled": np.where((flags & FLAG_SPIKE) != 0, p["v_threshold"], np.inf),
         "exp_scale": p["delta_t_v"] * (1.0 / tau_m),
         "m_exp": (flags & FLAG_EXP).astype(bool).astype(np.float64),
         "m_adapt": (flags & FLAG_ADAPT).astype(bool).astype(np.float64),
@@ -227,6 +230,14 @@ def coupling_matrix(conductance, dt_us: float) -> np.ndarray:
     coupling time constant ``1 / lambda`` is against ``dt``.
     """
     g = np.asarray(conductance, dtype=np.float64)
+    return _coupling_matrix(g.tobytes(), float(dt_us)).copy()
+
+
+@functools.lru_cache(maxsize=4096)
+def _coupling_matrix(conductance: bytes, dt_us: float) -> np.ndarray:
+    """:func:`coupling_matrix` of the float64 conductances in ``conductance`` (cached: a
+    configuration's logical neurons keep their switches from run to run)."""
+    g = np.frombuffer(conductance, dtype=np.float64)
     m = g.size + 1
     lap = np.zeros((m, m))
     k = np.arange(m - 1)
@@ -239,27 +250,48 @@ def coupling_matrix(conductance, dt_us: float) -> np.ndarray:
 
 def coupling_inputs(config, physics, local: np.ndarray, dt_us: float) -> dict:
     """Logical neurons of a configuration for the engine: ``cpl_ptr`` (groups),
-    ``cpl_idx`` (local circuit of each compartment, left to right), ``cpl_mat_ptr`` and
-    ``cpl_mat`` (each group's row-major propagator :func:`coupling_matrix`)."""
+    ``cpl_idx`` (local circuit of each compartment, left to right), ``cpl_contig`` (1 where
+    a group's compartments are consecutive local circuits), ``cpl_mat_ptr`` and ``cpl_mat``
+    (each group's propagator :func:`coupling_matrix`, stored column by column).
+
+    They are computed once for the same switches, local order, switch conductances and
+    step (a network run batch after batch) and copied from that."""
+    right = np.ascontiguousarray(config.array("connect_membrane_right"), dtype=bool)
+    if not right.any():
+        cached = _coupling_inputs(right.tobytes(), b"", b"", float(dt_us))
+    else:
+        g_sw = np.ascontiguousarray(physics.switch_conductance, dtype=np.float64)
+        local = np.ascontiguousarray(local, dtype=np.int64)
+        cached = _coupling_inputs(right.tobytes(), local.tobytes(), g_sw.tobytes(), float(dt_us))
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in cached.items()}
+
+
+@functools.lru_cache(maxsize=32)
+def _coupling_inputs(right: bytes, local: bytes, g_sw: bytes, dt_us: float) -> dict:
     from .config import compartment_runs
 
-    runs = compartment_runs(config.array("connect_membrane_right"))
-    g_sw = physics.switch_conductance if runs else None
+    runs = compartment_runs(np.frombuffer(right, dtype=bool))
+    local_a = np.frombuffer(local, dtype=np.int64)
+    g = np.frombuffer(g_sw, dtype=np.float64)
     ptr = np.zeros(len(runs) + 1, dtype=np.int64)
     mat_ptr = np.zeros(len(runs) + 1, dtype=np.int64)
     idx, mats = [], []
+    contig = np.zeros(len(runs), dtype=np.uint8)
     for k, run in enumerate(runs):
         ptr[k + 1] = ptr[k] + run.size
         mat_ptr[k + 1] = mat_ptr[k] + run.size**2
-        idx.append(local[run])
-        mats.append(coupling_matrix(g_sw[run[:-1]], dt_us).reshape(-1))
-    return {
+        idx.append(local_a[run])
+        contig[k] = bool(np.all(np.diff(local_a[run]) == 1))
+        mats.append(coupling_matrix(g[run[:-1]], dt_us).T.reshape(-1))
+    out = {
         "cpl_groups": len(runs),
         "cpl_ptr": ptr,
         "cpl_idx": (np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)).astype(np.int32),
+        "cpl_contig": contig,
         "cpl_mat_ptr": mat_ptr,
         "cpl_mat": np.concatenate(mats) if mats else np.zeros(0),
     }
+    return out
 
 
 def prepare(

@@ -8,6 +8,14 @@ from . import constants as C
 from .errors import StimulusError
 
 
+def _ordered(trials: np.ndarray, times: np.ndarray) -> bool:
+    """Whether events are ordered by trial, then time (what the sort would keep as is)."""
+    if trials.size < 2:
+        return True
+    dk = np.diff(trials)
+    return bool(np.all(dk >= 0) and np.all((dk > 0) | (np.diff(times) >= 0)))
+
+
 class Stimulus:
     """Spike events entering the chip from outside, for one or several trials.
 
@@ -66,13 +74,16 @@ class Stimulus:
             n_trials = needed
         if int(n_trials) < needed:
             raise StimulusError(f"Stimulus has events in trial {needed - 1} but n_trials = {n_trials}.")
-        if trial_a.size and trial_a.max() == 0:  # one trial: a stable sort by time suffices
-            order = np.argsort(times, kind="stable")
+        if _ordered(trial_a, times):  # already by trial, then time (e.g. built so)
+            self.times_us, self.labels, self.trials = times, labels_i, trial_a
         else:
-            order = np.lexsort((times, trial_a))
-        self.times_us = times[order]
-        self.labels = labels_i[order]
-        self.trials = trial_a[order]
+            if trial_a.size and trial_a.max() == 0:  # one trial: a stable sort by time suffices
+                order = np.argsort(times, kind="stable")
+            else:
+                order = np.lexsort((times, trial_a))
+            self.times_us = times[order]
+            self.labels = labels_i[order]
+            self.trials = trial_a[order]
         self.n_trials = int(n_trials)
 
     @classmethod

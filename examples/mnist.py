@@ -130,7 +130,7 @@ class MNISTSNN(nn.Module):
             self.dropout.mask = None
             return
         keep = torch.rand(self.hidden.size, generator=generator) >= p
-        self.dropout.mask = keep.float() / (1.0 - p)
+        self.dropout.mask = keep.float().to(self.syn_out.parametrizations.weight.original.device) / (1.0 - p)
 
     def map_cap_to_chip_range(self) -> None:
         """Chip mode: put the cap ``W_CAP`` (no weight exceeds it) at the chip's largest step
@@ -165,7 +165,7 @@ def augment(images: torch.Tensor, generator: torch.Generator, noise_std: float) 
 def regularisers(model: MNISTSNN, scores: torch.Tensor, h_hidden, c: dict) -> torch.Tensor:
     w_hidden, w_out = (w * SEED_WEIGHT_UNIT for w in model.raw_weights())  # the seed's unit
     return (
-        c["bursts"] * T.burst_regulariser(h_hidden.spikes)
+        c["bursts"] * T.burst_regulariser(h_hidden.spikes, neurons="mean")
         + T.weight_regulariser(w_hidden, c["hidden_weights"])
         + T.weight_regulariser(w_out, c["output_weights"])
         + c["readout"] * T.trace_regulariser(scores)
@@ -177,10 +177,11 @@ def evaluate(model: MNISTSNN, images: torch.Tensor, labels: torch.Tensor, batch_
     model.eval()
     model.dropout.mask = None
     correct, spikes = 0, 0.0
-    with torch.no_grad():
+    device = model.raw_weights()[0].device
+    with torch.no_grad(), parametrize.cached():
         for k in range(0, len(labels), batch_size):
-            scores, h_hidden = model(images[k : k + batch_size].float() / 255.0)
-            correct += int((scores.argmax(1) == labels[k : k + batch_size]).sum())
+            scores, h_hidden = model(images[k : k + batch_size].to(device).float() / 255.0)
+            correct += int((scores.argmax(1) == labels[k : k + batch_size].to(device)).sum())
             spikes += float(h_hidden.spikes.sum())
     model.train()
     n = len(labels)
@@ -193,7 +194,7 @@ def _load(path: Path) -> dict:
     return json.loads(lines[-1][len("RESULT ") :]) if lines else json.loads(Path(path).read_text())
 
 
-def plot_curves(results: list[dict], path: Path) -> None:
+def plot_curves(results: list[dict], path: Path, labels: list[str] | None = None) -> None:
     """Accuracy (test, train), training loss and hidden firing rate per epoch, one colour per run."""
     import matplotlib
 
@@ -201,8 +202,8 @@ def plot_curves(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_acc, ax_loss, ax_rate) = plt.subplots(1, 3, figsize=(13, 3.8))
-    for r, colour in zip(results, plt.cm.tab10.colors, strict=False):
-        label = f"{r['mode']}, seed {r['seed']}"
+    for k, (r, colour) in enumerate(zip(results, plt.cm.tab10.colors, strict=False)):
+        label = labels[k] if labels else f"{r['mode']}, seed {r['seed']}"
         if r.get("settings", {}).get("init"):
             label += f", from {Path(r['settings']['init']).stem}"
         epochs = range(r.get("first_epoch", 1), r.get("first_epoch", 1) + len(r["test_curve"]))
@@ -273,12 +274,20 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for JSON, checkpoint, figure")
     parser.add_argument("--figure", type=Path, help="default: <out>/<mode>_seed<seed>.png")
     parser.add_argument("--figure-from", type=Path, nargs="+", help="no training: plot these results")
+    parser.add_argument("--labels", nargs="+", help="with --figure-from: one legend label per result")
     parser.add_argument("--quick", action="store_true", help="1 epoch on 2000 images, 500 test images")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the model in mock mode (e.g. cuda); chip mode runs on the CPU",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.figure_from:
-        plot_curves([_load(f) for f in args.figure_from], args.figure or Path("mnist.png"))
+        if args.labels and len(args.labels) != len(args.figure_from):
+            parser.error(f"--labels: give one per result ({len(args.figure_from)}), got {len(args.labels)}")
+        plot_curves([_load(f) for f in args.figure_from], args.figure or Path("mnist.png"), args.labels)
         return None
     chip_mode = args.mode == "chip"
     if chip_mode and args.v_min is not None:
@@ -292,6 +301,9 @@ def main(argv=None):
         args.lr = 5e-4 if chip_mode else 2e-3
     if not 0.0 <= args.dropout < 1.0:
         parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    if chip_mode and torch.device(args.device).type != "cpu":
+        parser.error(f"--device {args.device}: chip mode runs the virtual chip on the CPU; use --device cpu")
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     train, test = MNIST(args.data_root, train=True), MNIST(args.data_root, train=False)
@@ -304,7 +316,8 @@ def main(argv=None):
         chip = VirtualChip(seed=args.chip_seed)
     model = MNISTSNN(args.mode, chip=chip, v_min=args.v_min)
     if args.init:
-        model.load_state_dict(torch.load(args.init))
+        model.load_state_dict(torch.load(args.init, map_location="cpu"))
+    model.to(device)
     model.map_cap_to_chip_range()
     coefficients = COEFFICIENTS[args.mode]
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -351,6 +364,7 @@ def main(argv=None):
                     "no_augment",
                     "dropout",
                     "v_min",
+                    "device",
                     "train_samples",
                     "test_samples",
                 )
@@ -392,12 +406,13 @@ def main(argv=None):
         )
         for k in bar:
             idx = order[k : k + args.batch_size]
-            images, y = x_train[idx].float() / 255.0, y_train[idx]
+            images, y = x_train[idx].to(device).float() / 255.0, y_train[idx].to(device)
             if not args.no_augment:
                 images = augment(images, generator, args.noise_std)
             model.draw_dropout(args.dropout, generator)
-            scores, h_hidden = model(images)
-            loss = loss_fn(scores, y) + regularisers(model, scores, h_hidden, coefficients)
+            with parametrize.cached():  # the saturating map once per batch, not per use
+                scores, h_hidden = model(images)
+                loss = loss_fn(scores, y) + regularisers(model, scores, h_hidden, coefficients)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -424,7 +439,7 @@ def main(argv=None):
         print("EPOCH " + json.dumps(line), flush=True)
         # after every epoch: a long run stopped early keeps its results
         (args.out / f"{stem}.json").write_text(json.dumps(summary()))
-        torch.save(model.state_dict(), args.out / f"{stem}.pt")
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, args.out / f"{stem}.pt")
         plot_curves([summary()], figure)
     result = summary()
     if not history:

@@ -28,25 +28,82 @@ from .distributed import check_pool, run_distributed
 from .observables import Observables
 
 
+def _check_population(mapping: MappingResult, population: str) -> None:
+    if mapping.spec.population(population).kind != EXTERNAL:
+        raise RoutingError(
+            f"Stimulus for {population!r}: only 'external' populations take host events; this one is "
+            f"{mapping.spec.population(population).kind!r}."
+        )
+
+
+def _check_times(population: str, t: np.ndarray) -> None:
+    if t.size and (not np.all(np.isfinite(t)) or t.min() < 0):
+        raise ParameterRangeError(
+            f"Stimulus for {population!r}: spike times must be finite and >= 0 us; got "
+            f"{t[~np.isfinite(t) | (t < 0)][0]:g} us."
+        )
+
+
 def _events(mapping: MappingResult, stimuli: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """Host events ``(times_us, labels)`` of one trial's stimuli."""
     times, labels = [np.zeros(0)], [np.zeros(0, dtype=np.int64)]
     for population, (sources, t_us) in stimuli.items():
-        if mapping.spec.population(population).kind != EXTERNAL:
-            raise RoutingError(
-                f"Stimulus for {population!r}: only 'external' populations take host events; this one is "
-                f"{mapping.spec.population(population).kind!r}."
-            )
+        _check_population(mapping, population)
         t = np.asarray(t_us, dtype=float).reshape(-1)
-        if t.size and (not np.all(np.isfinite(t)) or t.min() < 0):
-            raise ParameterRangeError(
-                f"Stimulus for {population!r}: spike times must be finite and >= 0 us; got "
-                f"{t[~np.isfinite(t) | (t < 0)][0]:g} us."
-            )
+        _check_times(population, t)
         et, el = mapping.stimulus_events(population, sources, t)
         times.append(np.asarray(et, dtype=float))
         labels.append(np.asarray(el, dtype=np.int64))
     return np.concatenate(times), np.concatenate(labels)
+
+
+def _trial_events(mapping: MappingResult, stimuli: Sequence) -> Stimulus:
+    """The stimulus of one dict per trial, each population's spikes of all trials mapped
+    at once. The events are those of :func:`_events` trial by trial, in the same order."""
+    sources, times, sizes, ranks = {}, {}, {}, {}  # per population, per trial that has it
+    in_order = True  # every trial lists its populations in the order they first appear
+    for k, trial in enumerate(stimuli):
+        last = -1
+        for rank, (population, (src, t_us)) in enumerate(trial.items()):
+            if population not in sources:
+                sources[population], times[population], sizes[population], ranks[population] = [], [], [], []
+            t = np.asarray(t_us, dtype=float).reshape(-1)
+            sources[population].append(np.asarray(src).reshape(-1))
+            times[population].append(t)
+            sizes[population].append((k, t.size))
+            ranks[population].append(rank)
+            first_seen = list(sources).index(population)
+            in_order &= first_seen > last
+            last = first_seen
+    all_t, all_l = [np.zeros(0)], [np.zeros(0, dtype=np.int64)]
+    all_k, all_r = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for population in sources:
+        _check_population(mapping, population)
+        t = np.concatenate(times[population])
+        _check_times(population, t)
+        trial_of, n = np.asarray(sizes[population], dtype=np.int64).T
+        src = np.concatenate(sources[population])
+        if src.size != t.size:  # as one trial would report it
+            bad = next(
+                i
+                for i, (a, b) in enumerate(zip(sources[population], times[population], strict=True))
+                if a.size != b.size
+            )
+            mapping.stimulus_events(population, sources[population][bad], times[population][bad])
+        # the spikes' positions pass through the mapping in place of their times
+        pos, labels = mapping.stimulus_events(population, src, np.arange(t.size))
+        all_t.append(t[pos])
+        all_l.append(np.asarray(labels, dtype=np.int64))
+        all_k.append(np.repeat(trial_of, n)[pos])
+        if not in_order:
+            all_r.append(np.repeat(np.asarray(ranks[population], dtype=np.int64), n)[pos])
+    t, labels, k = (np.concatenate(x) for x in (all_t, all_l, all_k))
+    if in_order:  # the stimulus's stable sort by trial and time keeps equal times in this order
+        return Stimulus(t, labels, k, len(stimuli))
+    # by trial, then time; at equal times each trial's populations in its order, each
+    # population's events in theirs
+    order = np.lexsort((np.arange(t.size), np.concatenate(all_r), t, k))
+    return Stimulus(t[order], labels[order], k[order], len(stimuli))
 
 
 class Executor:
@@ -133,7 +190,7 @@ class Executor:
                     f"stimuli holds {len(stimuli)} trials but trials = {trials}; give one dict per "
                     "trial, or one dict for all trials."
                 )
-            return Stimulus.from_trials([_events(self.mapping, s) for s in stimuli])
+            return _trial_events(self.mapping, stimuli)
         raise ParameterRangeError(
             f"stimuli must be a dict {{population: (indices, times_us)}} or a list of them; got "
             f"{type(stimuli).__name__}."

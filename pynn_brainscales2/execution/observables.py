@@ -57,6 +57,14 @@ class Observables:
         sel = pop_idx == self.mapping.spec.population_index(population)
         return neuron[sel].astype(np.int64), times[sel]
 
+    def spike_events_us(self, population: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(trial, neuron_index, time_us)`` of the spikes of ``population`` in all trials
+        [hardware us], ordered by trial, then time (:meth:`spikes_us` of every trial at once)."""
+        r = self.result  # (its spikes are ordered by trial, then time)
+        pop_idx, neuron = self.mapping.neurons_of_circuits(r.spike_circuits)
+        sel = pop_idx == self.mapping.spec.population_index(population)
+        return r.spike_trials[sel].astype(np.int64), neuron[sel].astype(np.int64), r.spike_times_us[sel]
+
     def spikes_ms(self, population: str, trial: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(neuron_index, time_ms)`` of the spikes of ``population`` [biological ms]."""
         neuron, t_us = self.spikes_us(population, trial)

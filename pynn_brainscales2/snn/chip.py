@@ -352,21 +352,21 @@ class ChipRunner:
         """Tensors of :meth:`run` from the observables of a run."""
         out = {}
         grid = np.arange(n_steps) * self.dt
+        dtype = torch.empty(0, dtype=ref.dtype).numpy().dtype  # filled in the tensors' dtype
         for m in self.modules:
             if m in self.external:
                 continue
             label = self.label[m]
-            spikes = np.zeros((n_steps, batch, self.sizes[m]))
-            frac = np.zeros((n_steps, batch, self.sizes[m]))
+            spikes = np.zeros((n_steps, batch, self.sizes[m]), dtype=dtype)
+            frac = np.zeros((n_steps, batch, self.sizes[m]), dtype=dtype)
             if _kind(m) == "LIF":
-                for b in range(batch):
-                    neuron, t = obs.spikes_us(label, b)
-                    pos = t / self.dt
-                    step = np.floor(pos).astype(np.int64)
-                    ok = step < n_steps
-                    spikes[step[ok], b, neuron[ok]] = 1.0
-                    frac[step[ok], b, neuron[ok]] = pos[ok] - step[ok]
-            v, lo, hi = self._trace(obs, label, m, grid, first_input)
+                trial, neuron, t = obs.spike_events_us(label)
+                pos = t / self.dt
+                step = np.floor(pos).astype(np.int64)
+                ok = step < n_steps
+                spikes[step[ok], trial[ok], neuron[ok]] = 1.0
+                frac[step[ok], trial[ok], neuron[ok]] = pos[ok] - step[ok]
+            v, lo, hi = self._trace(obs, label, m, grid, first_input, dtype)
             tensors = tuple(
                 torch.as_tensor(x, dtype=ref.dtype, device=ref.device) for x in (spikes, frac, v, lo, hi)
             )
@@ -390,7 +390,12 @@ class ChipRunner:
                 continue
             label = self.label[m]
             if _kind(m) == "LIF":
-                per_trial = [obs.spikes_us(label, b) for b in range(batch)]
+                trial, neuron_all, t_all = obs.spike_events_us(label)
+                bounds = np.searchsorted(trial, np.arange(batch + 1))
+                per_trial = [
+                    (neuron_all[bounds[b] : bounds[b + 1]], t_all[bounds[b] : bounds[b + 1]])
+                    for b in range(batch)
+                ]
                 counts = np.zeros((batch, self.sizes[m]), dtype=np.int64)
                 for b, (neuron, t) in enumerate(per_trial):
                     np.add.at(counts[b], neuron[t <= t_end], 1)
@@ -439,32 +444,37 @@ class ChipRunner:
         first_input = np.full(batch, np.inf)
         for m in inputs:
             z = handles[m].spikes[:n_steps].detach().cpu().numpy()
-            t_idx, b_idx, n_idx = np.nonzero(z > 0.5)
+            # trial by trial, each in time order (neurons ascending at equal times)
+            b_idx, t_idx, n_idx = np.nonzero(z.transpose(1, 0, 2) > 0.5)
             times = t_idx * self.dt
+            bounds = np.searchsorted(b_idx, np.arange(batch + 1))
             for b in range(batch):
-                sel = b_idx == b
-                stimuli[b][self.label[m]] = (n_idx[sel], times[sel])
-                if sel.any():
-                    first_input[b] = min(first_input[b], times[sel].min())
+                lo, hi = bounds[b], bounds[b + 1]
+                stimuli[b][self.label[m]] = (n_idx[lo:hi], times[lo:hi])
+                if hi > lo:
+                    first_input[b] = min(first_input[b], times[lo])
         return stimuli, first_input, batch, ref
 
-    def _trace(self, obs, label, module, grid, first_input) -> np.ndarray:
+    def _trace(self, obs, label, module, grid, first_input, dtype=np.float64) -> np.ndarray:
         """CADC samples of ``label`` on the grid [pu], relative to the measured resting level,
         and the readable range [pu] per trial and neuron (CADC 0..255 LSB)."""
-        lsb = obs.cadc_lsb(label).astype(np.float64)  # (trials, samples, n)
+        lsb = np.ascontiguousarray(
+            obs.cadc_lsb(label).transpose(1, 0, 2), dtype=np.float64
+        )  # (samples, trials, n)
         t = obs.result.cadc_times_us
-        rest = np.empty(lsb.shape[::2])
-        for b in range(lsb.shape[0]):
-            before = t < min(first_input[b] + C.ROUTING_LATENCY_US, t[-1])
-            before[0] = True
-            rest[b] = lsb[b, before].mean(axis=0)
+        # resting level: the mean of each trial's samples before its first input arrives
+        before = t[:, None] < np.minimum(first_input + C.ROUTING_LATENCY_US, t[-1])[None, :]
+        before[0] = True
+        rest = (lsb * before[:, :, None]).sum(axis=0) / before.sum(axis=0)[:, None]  # (trials, n)
         v_leak = _scalar(module.params.v_leak, "v_leak", module)
-        pu = hw.PU_MAPS[_kind(module)].to_pu(lsb, rest[:, None, :], v_leak)
+        pmap = hw.PU_MAPS[_kind(module)]
+        pu = pmap.to_pu(lsb, rest[None], v_leak)
         idx = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, t.size - 1)
         nxt = np.clip(idx + 1, 0, t.size - 1)
         span = np.where(nxt > idx, t[nxt] - t[idx], 1.0)
-        w = np.clip((grid - t[idx]) / span, 0.0, 1.0)[None, :, None]
-        v = pu[:, idx, :] * (1 - w) + pu[:, nxt, :] * w  # (trials, steps, n)
-        pmap = hw.PU_MAPS[_kind(module)]
+        w = np.clip((grid - t[idx]) / span, 0.0, 1.0)
+        v = np.empty((grid.size, *pu.shape[1:]), dtype=dtype)  # (steps, trials, n)
+        for s in range(grid.size):  # step by step: the arrays of one step stay in the cache
+            v[s] = pu[idx[s]] * (1 - w[s]) + pu[nxt[s]] * w[s]
         lo, hi = (pmap.to_pu(x, rest, v_leak)[None] for x in (0.0, 255.0))
-        return v.transpose(1, 0, 2), lo, hi
+        return v, lo, hi

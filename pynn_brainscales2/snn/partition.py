@@ -185,11 +185,10 @@ def _events_of(obs, start, batch):
     """Spikes of the part's layer per trial as host events for the next layer: neuron indices
     shifted to the whole layer, times in the middle of their 8 ns time-stamp tick (the
     spike happened somewhere inside it)."""
-    out = []
-    for b in range(batch):
-        neuron, t = obs.spikes_us("p1", b)
-        out.append((neuron + start, t + 0.5 * C.FPGA_TICK_US))
-    return out
+    trial, neuron, t = obs.spike_events_us("p1")
+    neuron, t = neuron + start, t + 0.5 * C.FPGA_TICK_US
+    bounds = np.searchsorted(trial, np.arange(batch + 1))
+    return [(neuron[bounds[b] : bounds[b + 1]], t[bounds[b] : bounds[b + 1]]) for b in range(batch)]
 
 
 class PartitionedRunner:

@@ -450,21 +450,29 @@ def weight_regulariser(weights, coefficient: float = 1.0) -> torch.Tensor:
     return coefficient * total / n
 
 
-def burst_regulariser(spikes: torch.Tensor, allowed: float = 1.0, power: int = 2) -> torch.Tensor:
+def burst_regulariser(
+    spikes: torch.Tensor, allowed: float = 1.0, power: int = 2, neurons: str = "sum"
+) -> torch.Tensor:
     """Penalty on spikes beyond ``allowed`` per neuron and sample: ``relu(count - allowed)^power``
-    summed over neurons, averaged over the batch (``spikes`` ``[time, batch, neurons]``).
+    summed (``neurons="sum"``) or averaged (``neurons="mean"``) over neurons, averaged over the
+    batch (``spikes`` ``[time, batch, neurons]``).
 
     A time-to-first-spike network needs one spike per neuron at most; this term leaves single
-    spikes free and discourages bursts.
+    spikes free and discourages bursts. With ``"mean"`` its weight does not grow with the
+    size of the layer.
 
     Examples
     --------
     >>> s = torch.zeros(5, 1, 2); s[:3, 0, 0] = 1.0; s[0, 0, 1] = 1.0   # counts 3 and 1
     >>> burst_regulariser(s).item()
     4.0
+    >>> burst_regulariser(s, neurons="mean").item()
+    2.0
     """
-    counts = spikes.sum(dim=0)
-    return (torch.relu(counts - allowed) ** power).sum(dim=-1).mean()
+    if neurons not in ("sum", "mean"):
+        raise ValueError(f"burst_regulariser: neurons={neurons!r}; use 'sum' or 'mean'")
+    per_neuron = torch.relu(spikes.sum(dim=0) - allowed) ** power
+    return (per_neuron.sum(dim=-1) if neurons == "sum" else per_neuron.mean(dim=-1)).mean()
 
 
 def trace_regulariser(values: torch.Tensor, power: int = 4) -> torch.Tensor:

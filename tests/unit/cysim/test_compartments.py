@@ -139,12 +139,17 @@ def test_psps_of_all_compartments_add_up_like_one_membrane(c):
     assert worst_ratio > 0.01  # measured: 0.08 (c=2), 0.10 (c=4) right after the event
 
 
-def test_compiled_and_reference_engines_agree_with_compartments():
-    cfg = _config(4, range(4), first=2)
+@pytest.mark.parametrize(
+    "c, nonlinear", [(2, False), (3, False), (4, False), (5, False), (4, True), (2, True)]
+)  # the engine vectorises 2 and 4 compartments in consecutive local circuits
+def test_compiled_and_reference_engines_agree_with_compartments(c, nonlinear):
+    cfg = _config(c, range(c), first=2)
+    if nonlinear:  # an adaptive compartment is integrated apart: not consecutive with the others
+        cfg.enable_adaptation[3] = True
     cfg.enable_spiking[2] = True
     cfg.v_threshold = 420
     cfg.enable_output[2] = True
-    cfg.synapse_weights[0, 0, 2:6] = 63
+    cfg.synapse_weights[0, 0, 2 : 2 + c] = 63
     stim = _stimulus(T_EVENT + 0.5 * np.arange(6))
     a = VirtualChip.ideal().run(cfg, stim, duration_us=30.0)
     b = VirtualChip.ideal(engine="reference").run(cfg, stim, duration_us=30.0)
@@ -187,3 +192,15 @@ def test_logical_neuron_switches_leave_other_circuits_alone():
     joined = VirtualChip.ideal().run(cfg, _stimulus(), duration_us=20.0)
     assert np.array_equal(plain.madc, joined.madc)
     assert np.array_equal(plain.cadc[:, :, 4:], joined.cadc[:, :, 4:])
+
+
+def test_coupling_propagator_is_cached_but_returned_as_a_fresh_array():
+    from cysim.engine import coupling_matrix
+
+    g = np.array([0.5, 0.7, 0.6])
+    a = coupling_matrix(g, 0.1)
+    assert np.allclose(a.sum(axis=1), 1.0) and np.allclose(a, a.T)
+    a[:] = 0.0  # a caller's change does not reach the cache
+    b = coupling_matrix(g.copy(), 0.1)
+    assert np.allclose(b.sum(axis=1), 1.0)
+    assert not np.allclose(coupling_matrix(g, 0.2), b)  # the step is part of the key

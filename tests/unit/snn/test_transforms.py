@@ -184,6 +184,10 @@ def test_burst_and_trace_regularisers():
     # sample 0: 3^2 + 0 = 9, sample 1: 1^2 = 1 -> mean 5
     assert T.burst_regulariser(spikes).item() == pytest.approx(5.0)
     assert T.burst_regulariser(spikes, allowed=0, power=1).item() == pytest.approx((5 + 2) / 2)
+    # averaged over the 3 neurons instead of summed (the MNIST example's reading)
+    assert T.burst_regulariser(spikes, neurons="mean").item() == pytest.approx(5.0 / 3)
+    with pytest.raises(ValueError, match="neurons='max'"):
+        T.burst_regulariser(spikes, neurons="max")
     v = torch.tensor([[2.0, -1.0], [0.0, 3.0]], requires_grad=True)
     r = T.trace_regulariser(v)
     assert r.item() == pytest.approx((16 + 1 + 0 + 81) / 4)
