@@ -75,7 +75,7 @@ class Stimulus:
         if int(n_trials) < needed:
             raise StimulusError(f"Stimulus has events in trial {needed - 1} but n_trials = {n_trials}.")
         if _ordered(trial_a, times):  # already by trial, then time (e.g. built so)
-            self.times_us, self.labels, self.trials = times, labels_i, trial_a
+            self.times_us, self.labels, self.trials = times.copy(), labels_i, trial_a
         else:
             if trial_a.size and trial_a.max() == 0:  # one trial: a stable sort by time suffices
                 order = np.argsort(times, kind="stable")

@@ -6,8 +6,8 @@ the brightest pixels spike at 0 us, background pixels not at all). Hidden: 256 L
 output: 10 leaky integrators, ``tau_mem = 5.7 us``, ``tau_syn = 6 us``, leak and reset 0,
 threshold 1 (potentials normalised), 40 us per image on a 1 us grid. The class score is each
 output's maximum membrane over time; loss: cross-entropy plus the regularisers of the seed
-(spikes beyond one per hidden neuron, ``C sum(w^4) / N`` per layer, the biquadratic mean of
-the scores). Weights pass the saturating map of the seed's eq. (30)-(31) (cap 2 in the
+(squared spikes beyond one per hidden neuron, averaged over the neurons; ``C sum(w^4) / N``
+per layer; the biquadratic mean of the scores). Weights pass the saturating map of the seed's eq. (30)-(31) (cap 2 in the
 seed's unit, :data:`W_CAP`). Training images are rotated by up to +-25 degrees (p = 0.5)
 and get noise near the strokes (p = 0.5). ``--dropout p`` drops hidden neurons during training
 (the seed's best setting is 20 %; one mask per batch, as ``hxtorch``'s ``BatchDropout``; off
@@ -225,9 +225,8 @@ def plot_curves(results: list[dict], path: Path, labels: list[str] | None = None
     ax_acc.set_title(f"MNIST 484-256-10: final test {final}", fontsize=10)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy [%]")
-    low = min(
-        min(r["test_curve"] + r["train_curve"] + [r.get("initial_test_accuracy") or 1.0]) for r in results
-    )
+    # the range of the test curves (a first epoch's training accuracy may lie below it)
+    low = min(min(r["test_curve"] + [r.get("initial_test_accuracy") or 1.0]) for r in results)
     ax_acc.set_ylim(max(80.0, 100 * low - 1), 100)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (incl. regularisers)")
