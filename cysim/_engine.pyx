@@ -1549,8 +1549,8 @@ cdef int _run_trial(const Params* p, Trial* st) noexcept nogil:
 
 _CIRCUIT_FIELDS = (
     "e_l", "p_mem", "p_vexc", "p_vinh", "p_vconst", "i_bias", "p_exc", "p_inh", "bias_step",
-    "v_reset", "v_th", "noise_step", "v_th_spike", "v_th_coupled", "v_t", "delta_t", "exp_scale", "inv_tau_m",
-    "f_exc", "f_inh", "e_rev_e", "e_rev_i", "p_w", "a", "m_exp", "m_adapt", "m_coba", "b",
+    "v_reset", "v_th", "noise_step", "v_th_spike", "v_th_coupled", "v_t", "delta_t", "exp_scale",
+    "inv_tau_m", "f_exc", "f_inh", "e_rev_e", "e_rev_i", "p_w", "a", "m_exp", "m_adapt", "m_coba", "b",
     "ref_steps", "passive_rho", "passive_sigma",
 )
 

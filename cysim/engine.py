@@ -230,14 +230,6 @@ def coupling_matrix(conductance, dt_us: float) -> np.ndarray:
     coupling time constant ``1 / lambda`` is against ``dt``.
     """
     g = np.asarray(conductance, dtype=np.float64)
-    return _coupling_matrix(g.tobytes(), float(dt_us)).copy()
-
-
-@functools.lru_cache(maxsize=4096)
-def _coupling_matrix(conductance: bytes, dt_us: float) -> np.ndarray:
-    """:func:`coupling_matrix` of the float64 conductances in ``conductance`` (cached: a
-    configuration's logical neurons keep their switches from run to run)."""
-    g = np.frombuffer(conductance, dtype=np.float64)
     m = g.size + 1
     lap = np.zeros((m, m))
     k = np.arange(m - 1)
@@ -283,7 +275,7 @@ def _coupling_inputs(right: bytes, local: bytes, g_sw: bytes, dt_us: float) -> d
         idx.append(local_a[run])
         contig[k] = bool(np.all(np.diff(local_a[run]) == 1))
         mats.append(coupling_matrix(g[run[:-1]], dt_us).T.reshape(-1))
-    out = {
+    return {
         "cpl_groups": len(runs),
         "cpl_ptr": ptr,
         "cpl_idx": (np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)).astype(np.int32),
@@ -291,7 +283,6 @@ def _coupling_inputs(right: bytes, local: bytes, g_sw: bytes, dt_us: float) -> d
         "cpl_mat_ptr": mat_ptr,
         "cpl_mat": np.concatenate(mats) if mats else np.zeros(0),
     }
-    return out
 
 
 def prepare(

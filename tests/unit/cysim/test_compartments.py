@@ -194,13 +194,20 @@ def test_logical_neuron_switches_leave_other_circuits_alone():
     assert np.array_equal(plain.cadc[:, :, 4:], joined.cadc[:, :, 4:])
 
 
-def test_coupling_propagator_is_cached_but_returned_as_a_fresh_array():
-    from cysim.engine import coupling_matrix
+def test_coupling_inputs_are_cached_but_returned_as_fresh_arrays():
+    from cysim.engine import coupling_inputs
 
-    g = np.array([0.5, 0.7, 0.6])
-    a = coupling_matrix(g, 0.1)
-    assert np.allclose(a.sum(axis=1), 1.0) and np.allclose(a, a.T)
-    a[:] = 0.0  # a caller's change does not reach the cache
-    b = coupling_matrix(g.copy(), 0.1)
-    assert np.allclose(b.sum(axis=1), 1.0)
-    assert not np.allclose(coupling_matrix(g, 0.2), b)  # the step is part of the key
+    chip = VirtualChip(seed=1)
+    cfg = _config(4, [0], first=8)
+    local = np.arange(C.N_CIRCUITS)
+    a = coupling_inputs(cfg, chip._physics, local, 0.1)
+    assert a["cpl_groups"] == 1 and a["cpl_contig"].tolist() == [1]
+    p = a["cpl_mat"].reshape(4, 4).T  # stored column by column
+    assert np.allclose(p.sum(axis=1), 1.0) and np.allclose(p, p.T)
+    a["cpl_mat"][:] = 0.0  # a caller's change does not reach the cache
+    b = coupling_inputs(cfg, chip._physics, local, 0.1)
+    assert np.allclose(b["cpl_mat"].reshape(4, 4).sum(axis=0), 1.0)
+    assert not np.allclose(coupling_inputs(cfg, chip._physics, local, 0.2)["cpl_mat"], b["cpl_mat"])
+    shuffled = local.copy()
+    shuffled[[9, 40]] = shuffled[[40, 9]]  # the neuron's circuits not consecutive locally
+    assert coupling_inputs(cfg, chip._physics, shuffled, 0.1)["cpl_contig"].tolist() == [0]
