@@ -156,3 +156,12 @@ def test_mnist_dropout_masks_hidden_neurons_in_training_only():
     model.draw_dropout(0.0, torch.Generator())
     assert model.dropout.mask is None
     assert set(model.state_dict()) == set(mnist.MNISTSNN("mock", hidden=64).state_dict())
+
+
+def test_mnist_device_and_figure_labels_are_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # chip mode runs the virtual chip on the CPU
+        run_example("mnist", ["--mode", "chip", "--device", "cuda", "--quick"], capsys)
+    assert "--device cuda: chip mode runs the virtual chip on the CPU" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_example("mnist", ["--figure-from", "a.json", "b.json", "--labels", "one"], capsys)
+    assert "--labels: give one per result (2), got 1" in capsys.readouterr().err
