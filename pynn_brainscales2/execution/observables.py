@@ -53,17 +53,26 @@ class Observables:
         """``(neuron_index, time_us)`` of the spikes of ``population`` in ``trial``
         [hardware us], ordered by time."""
         circuits, times = self.result.spikes(trial)
-        pop_idx, neuron = self.mapping.neurons_of_circuits(circuits)
-        sel = pop_idx == self.mapping.spec.population_index(population)
-        return neuron[sel].astype(np.int64), times[sel]
+        sel, neuron = self._neurons_of(population, circuits)
+        return neuron[sel], times[sel]
 
     def spike_events_us(self, population: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(trial, neuron_index, time_us)`` of the spikes of ``population`` in all trials
         [hardware us], ordered by trial, then time (:meth:`spikes_us` of every trial at once)."""
         r = self.result  # (its spikes are ordered by trial, then time)
-        pop_idx, neuron = self.mapping.neurons_of_circuits(r.spike_circuits)
-        sel = pop_idx == self.mapping.spec.population_index(population)
-        return r.spike_trials[sel].astype(np.int64), neuron[sel].astype(np.int64), r.spike_times_us[sel]
+        sel, neuron = self._neurons_of(population, r.spike_circuits)
+        return r.spike_trials[sel].astype(np.int64), neuron[sel], r.spike_times_us[sel]
+
+    def spikes_by_trial_us(self, population: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`spikes_us` of every trial, as a list (one pass over the spikes)."""
+        trial, neuron, t = self.spike_events_us(population)
+        bounds = np.searchsorted(trial, np.arange(self.trials + 1))
+        return [(neuron[a:b], t[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _neurons_of(self, population: str, circuits) -> tuple[np.ndarray, np.ndarray]:
+        """Which of ``circuits`` belong to ``population``, and their neuron indices."""
+        pop_idx, neuron = self.mapping.neurons_of_circuits(circuits)
+        return pop_idx == self.mapping.spec.population_index(population), neuron.astype(np.int64)
 
     def spikes_ms(self, population: str, trial: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(neuron_index, time_ms)`` of the spikes of ``population`` [biological ms]."""

@@ -390,12 +390,7 @@ class ChipRunner:
                 continue
             label = self.label[m]
             if _kind(m) == "LIF":
-                trial, neuron_all, t_all = obs.spike_events_us(label)
-                bounds = np.searchsorted(trial, np.arange(batch + 1))
-                per_trial = [
-                    (neuron_all[bounds[b] : bounds[b + 1]], t_all[bounds[b] : bounds[b + 1]])
-                    for b in range(batch)
-                ]
+                per_trial = obs.spikes_by_trial_us(label)
                 counts = np.zeros((batch, self.sizes[m]), dtype=np.int64)
                 for b, (neuron, t) in enumerate(per_trial):
                     np.add.at(counts[b], neuron[t <= t_end], 1)

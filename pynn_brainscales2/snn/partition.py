@@ -181,14 +181,11 @@ class _PartRunner(ChipRunner):
         return PopulationSpec(spec.label, spec.size, spec.kind, circuits_per_neuron=self.c)
 
 
-def _events_of(obs, start, batch):
+def _events_of(obs, start):
     """Spikes of the part's layer per trial as host events for the next layer: neuron indices
     shifted to the whole layer, times in the middle of their 8 ns time-stamp tick (the
     spike happened somewhere inside it)."""
-    trial, neuron, t = obs.spike_events_us("p1")
-    neuron, t = neuron + start, t + 0.5 * C.FPGA_TICK_US
-    bounds = np.searchsorted(trial, np.arange(batch + 1))
-    return [(neuron[bounds[b] : bounds[b + 1]], t[bounds[b] : bounds[b + 1]]) for b in range(batch)]
+    return [(neuron + start, t + 0.5 * C.FPGA_TICK_US) for neuron, t in obs.spikes_by_trial_us("p1")]
 
 
 class PartitionedRunner:
@@ -269,9 +266,7 @@ class PartitionedRunner:
                 for (_, _, part), o in zip(layer_parts, obs, strict=True)
             ]
             yield post, pieces
-            per_part = [
-                _events_of(o, start, batch) for (start, _, _), o in zip(layer_parts, obs, strict=True)
-            ]
+            per_part = [_events_of(o, start) for (start, _, _), o in zip(layer_parts, obs, strict=True)]
             events = [
                 (
                     np.concatenate([p[b][0] for p in per_part]),

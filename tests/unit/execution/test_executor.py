@@ -87,6 +87,9 @@ def test_spike_events_of_all_trials_are_those_of_each_trial():
     obs = Executor(m, cfg, VirtualChip(seed=0)).run(stimuli, duration_us=20.0, trials=len(stimuli))
     trial, neuron, t = obs.spike_events_us("out")
     assert trial.size > 20
+    by_trial = obs.spikes_by_trial_us("out")
+    assert len(by_trial) == len(stimuli)
     for b in range(len(stimuli)):
         n_b, t_b = obs.spikes_us("out", b)
         assert np.array_equal(neuron[trial == b], n_b) and np.array_equal(t[trial == b], t_b)
+        assert np.array_equal(by_trial[b][0], n_b) and np.array_equal(by_trial[b][1], t_b)
