@@ -158,7 +158,7 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "inv_tau_c": 1.0 / corr["tau_causal_us"][post_syn],
         "offh_c": corr["offset_causal"][post_syn] + 0.5,
         "syn_entry": syn_entry.astype(i32),
-        "syn_post": syn_post,
+        "syn_post": syn_post.astype(i32),
         "syn_dg": syn_dg,
         "syn_sg": syn_sg,
         "syn_gidx": syn_gidx.astype(i32),
@@ -188,6 +188,46 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
         "gain": gain,
         "coords": (h, r, c),
     }
+
+
+def _per_position_apart(block):
+    """``(block, own)``: compiled-program parameter rows whose ``w_min``, ``w_max`` (columns
+    2, 3) are float32 numbers and whose bounds of a new weight (4, 5, whole) are int16 numbers
+    become the distinct rows of the other columns (at most 32,767 of them), and ``own``
+    holds per position what the engine keeps next to each position's weight: those four
+    (``"wdep"``: float32, ``"bounds"``: int16) and the position's row (``"row"``: int16);
+    otherwise the rows as they are and ``None``."""
+    if block.shape[0] < 2:
+        return block, None
+    wdep, bounds = block[:, 2:4], block[:, 4:6]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not (np.isfinite(wdep).all() and (wdep.astype(np.float32) == wdep).all()):
+            return block, None
+    if not np.isfinite(bounds).all():  # (whole numbers, see _native_tables)
+        return block, None
+    if bounds.min() < np.iinfo(np.int16).min or bounds.max() > np.iinfo(np.int16).max:
+        return block, None
+    keys = np.ascontiguousarray(block[:, (0, 1, 6, 7)]).view(np.int64)  # bit for bit
+    if (keys == keys[:1]).all():
+        rows, row = keys[:1], np.zeros(keys.shape[0], dtype=np.int64)
+    else:  # the distinct rows, in lexicographic order of their bits
+        order = np.lexsort(keys.T[::-1])
+        ordered = keys[order]
+        first = np.ones(keys.shape[0], dtype=bool)
+        first[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+        rows = ordered[first]
+        row = np.empty(keys.shape[0], dtype=np.int64)
+        row[order] = np.cumsum(first) - 1
+    if rows.shape[0] > np.iinfo(np.int16).max:
+        return block, None
+    out = np.zeros((rows.shape[0], 8))
+    out[:, (0, 1, 6, 7)] = rows.view(np.float64)
+    own = {
+        "wdep": np.ascontiguousarray(wdep, dtype=np.float32),
+        "bounds": np.ascontiguousarray(bounds, dtype=np.int16),
+        "row": np.ascontiguousarray(row.reshape(-1), dtype=np.int16),
+    }
+    return out, own
 
 
 def _key_live_us(key_ptr, inv_tau_k) -> np.ndarray:
@@ -256,6 +296,19 @@ def _consumers(size, pairs):
 _ENTRY_INFO = np.dtype(
     [("offh", "<f8"), ("q", "<i4"), ("s", "<i4"), ("zero", "u1"), ("zero_other", "u1")], align=True
 )  # EntryInfo of the engine (24 bytes)
+NAT_STATE = np.dtype(
+    [
+        ("carry", "<f8"),
+        ("mark", "<u4"),
+        ("slot", "<i4"),
+        ("w_min", "<f4"),
+        ("w_max", "<f4"),
+        ("w", "<i2"),
+        ("lo", "<i2"),
+        ("hi", "<i2"),
+        ("row", "<i2"),
+    ]
+)  # NatState of the engine (32 bytes): a compiled program's state per position
 
 
 def _sole_owner(entry_ptr, owner, q_prog) -> np.ndarray:
@@ -449,6 +502,7 @@ class PlasticRun:
     def _native_tables(self) -> dict:
         layout = native_layout(self.tables, self._positions if self.native else [])
         rows, mult, reset, uniform, settled, par_off = [], [], [], [], [], [0]
+        owns = []  # per program: its per-position parameters the engine keeps in the state
         # parameter rows per program, kept with the tables (the configuration's revision):
         # a program's parameters are fixed when it is made
         blocks = self.tables.setdefault("_native_params", {})
@@ -456,7 +510,7 @@ class PlasticRun:
             program = self.programs[k]
             cached = blocks.get(id(program))
             if cached is not None and cached[0] is program:
-                block, inside = cached[1:]
+                block, inside, own = cached[1:]
             else:
                 coords = (
                     self.synapses
@@ -472,24 +526,55 @@ class PlasticRun:
                 g = len(rows)
                 w0 = self.tables["weights"][layout["q_syn"][layout["nat_off"][g] : layout["nat_off"][g + 1]]]
                 inside = bool(np.all((block[:, 4] <= w0) & (w0 <= block[:, 5])))
+                if not np.all(block[:, 4:6] == np.floor(block[:, 4:6])):  # (the engine relies on it)
+                    raise RuntimeError("internal: the bounds of a new weight are not whole numbers")
+                block, own = _per_position_apart(block)
                 if len(blocks) >= 8:
                     blocks.clear()
-                blocks[id(program)] = (program, block, inside)
+                blocks[id(program)] = (program, block, inside, own)
             rows.append(block)
             par_off.append(par_off[-1] + block.shape[0])
             uniform.append(block.shape[0] == 1)
+            owns.append(own)
             settled.append(inside)
             mult.append(program.multiplicative)
             reset.append(program.reset)
+        nat0 = self._initial_state(layout, owns)
         return {
             **{key: value for key, value in layout.items() if key != "_q_order"},
             "nat_mult": np.array(mult, dtype=np.int32),
             "nat_reset": np.array(reset, dtype=np.uint8),
             "nat_uniform": np.array(uniform, dtype=np.uint8),
+            "nat_in_state": np.array([own is not None for own in owns], dtype=np.uint8),
+            "nat0": nat0,
             "nat_settled": np.array(settled, dtype=np.uint8),
             "nat_par": np.array(par_off, dtype=np.int64),
             "q_par": (rows[0] if len(rows) == 1 else np.concatenate(rows)) if rows else np.zeros((0, 8)),
         }
+
+    def _initial_state(self, layout, owns) -> np.ndarray:
+        """The compiled programs' state per position at the start of a run (``NAT_STATE``):
+        the configured weights and, where a program keeps them there, its per-position
+        parameters; no carry. Kept with the tables for these programs."""
+        programs = tuple(self.programs[k] for k in self.native)
+        cache = self.tables.setdefault("_native_state", {})
+        key = tuple(id(program) for program in programs)
+        hit = cache.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], programs, strict=True)):
+            return hit[1]
+        off = layout["nat_off"]
+        state = np.zeros(int(off[-1]), dtype=NAT_STATE)
+        state["w"] = self.tables["weights"][layout["q_syn"]]
+        for g, own in enumerate(owns):
+            if own is not None:
+                part = state[off[g] : off[g + 1]]
+                part["w_min"], part["w_max"] = own["wdep"][:, 0], own["wdep"][:, 1]
+                part["lo"], part["hi"] = own["bounds"][:, 0], own["bounds"][:, 1]
+                part["row"] = own["row"]
+        if len(cache) >= 8:
+            cache.clear()
+        cache[key] = (programs, state)
+        return state
 
     # --- access for the context ----------------------------------------------------------
     def weights_for_kernel(self, trial=None):

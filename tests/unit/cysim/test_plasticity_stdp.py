@@ -143,6 +143,61 @@ def test_per_synapse_parameters_bounds_and_clipping_counts():
     assert log.weights.min() >= 4  # ceil(3.2)
 
 
+@pytest.mark.parametrize("dependence", ["additive", "multiplicative"])
+def test_per_synapse_dependence_kept_with_each_synapse(dependence):
+    """Per-synapse ``w_min``/``w_max`` and nothing else per synapse: the engine keeps them
+    (and the bounds of a new weight) in each synapse's state instead of a parameter row;
+    the weights are those of the Python kernel all the same, with ``w_min = w_max`` (frozen
+    weights, as in ``benchmarks/plasticity.py``) as well."""
+    cfg = network(rows=16)
+    rng = np.random.default_rng(7)
+    w_min = rng.integers(0, 8, SHAPE) + 0.5 * rng.integers(0, 2, SHAPE)
+    w_max = w_min + rng.integers(5, 60, SHAPE)
+    initial = np.asarray(cfg.synapse_weights, dtype=np.float64)
+    for low, high in ((w_min, w_max), (initial, initial)):
+
+        def make(compiled, low=low, high=high):
+            return STDPProgram(
+                0.0, 0.8, None, A_plus=0.1, A_minus=0.08, w_min=low, w_max=high,
+                dependence=dependence, compiled=compiled,
+            )  # fmt: skip
+
+        a, b = run_both(cfg, make, duration_us=60.0, trials=2, threads=1)
+        log = assert_same(a, b)
+        assert changed(log, cfg) == 0 if high is initial else changed(log, cfg) > 20
+
+
+def test_per_synapse_parameters_are_kept_in_the_state_only_where_exact():
+    rows = np.tile([0.05, 0.04, 2.0, 40.0, 2.0, 40.0, 30.0, 31.0], (4, 1))
+    rows[:, 2] = [1.0, 2.5, 3.0, 0.0]  # w_min per synapse
+    rows[:, 4] = np.ceil(rows[:, 2] - 1e-9)
+    rows[1, 0] = 0.06  # A_plus of one synapse
+    block, own = plastic_run._per_position_apart(rows)
+    assert own["bounds"].dtype == np.int16 and own["wdep"].dtype == np.float32
+    np.testing.assert_array_equal(own["wdep"][:, 0], rows[:, 2])
+    np.testing.assert_array_equal(own["bounds"], rows[:, 4:6])
+    np.testing.assert_array_equal(block[own["row"]][:, (0, 1, 6, 7)], rows[:, (0, 1, 6, 7)])
+    assert block.shape == (2, 8)
+    other = rows.copy()
+    other[1, 3] = 40.1  # not a float32
+    assert plastic_run._per_position_apart(other)[1] is None
+    many = np.tile(rows[:1], (40_000, 1))
+    many[:, 0] = np.arange(40_000)  # more distinct rows than an int16 counts
+    block, own = plastic_run._per_position_apart(many)
+    assert own is None and block.shape == many.shape
+
+
+def test_trace_exp_within_one_ulp_of_exp():
+    """The engine's inlined exp of the correlation traces (no libm call in the sensor loops)."""
+    from cysim import _engine
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-40.0, 1.0, 200_000), np.linspace(-40.0, 1.0, 4001), [0.0, -0.0, -1e-300]])
+    got, want = _engine.trace_exp(x), np.exp(x)
+    assert np.max(np.abs(got - want) / np.spacing(want)) <= 1.0
+    assert _engine.trace_exp(np.array([0.0]))[0] == 1.0
+
+
 def test_same_with_noise_and_mismatch():
     cfg = network()
     chip_a, chip_b = VirtualChip(seed=3), VirtualChip(seed=3)
@@ -278,7 +333,8 @@ def test_runs_reuse_the_buffers_of_earlier_runs_without_changing_results():
     pool = chip._plastic_tables[1]["_session_arrays"]
     kept = pool["nat"]
     again = run(chip)
-    assert pool["nat"] is kept and kept.size == 3 * 3 * first.plasticity.weights.shape[1]
+    # 3 trials of 32 bytes per synapse (4 doubles), and 64 bytes to align the state
+    assert pool["nat"] is kept and kept.size == 3 * 4 * first.plasticity.weights.shape[1] + 8
     assert changed(assert_same(first, again), cfg) > 20
     assert_same(first, run(VirtualChip.ideal()))
 
