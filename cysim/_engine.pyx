@@ -374,22 +374,27 @@ cdef extern from *:
 
     /* One weight update of a compiled STDP program (cysim.ppu.STDPProgram's kernel,
        element by element, float64 in its order), written so that the compiler can select
-       instead of branch: par = (A+, A-, -, -, -, -, K+ scale, K- scale); w_min, w_max:
+       instead of branch: par = (A+, A-, -, -, -, -, K+ scale, K- scale); kdiv: NULL, or the
+       quotients k / par[6] and k / par[7] for k = 0..255 (the same divisions, looked up
+       instead of waited for); w_min, w_max:
        those of the weight dependence; lo, hi: the bounds of a new weight; rc/zc and
        ra/za: the causal and acausal readouts and those of the empty sensors; w: the
        weight; *carry: the fraction of a step carried (updated). Returns
        the new weight: bounded to lo..hi, rounded, held in 0..63 (*clipped set when that
        acted); *unsettled is set where a tick with empty sensors would still change it (a
        carry that rounds to a step, or a weight outside the bounds). */
-    static inline int16_t cysim_stdp_step(const double* par, double w_min, double w_max,
-                                          double lo, double hi, int mult, int rc, int zc,
-                                          int ra, int za, double w, double* carry,
+    static inline int16_t cysim_stdp_step(const double* par, const double* kdiv, double w_min,
+                                          double w_max, double lo, double hi, int mult, int rc,
+                                          int zc, int ra, int za, double w, double* carry,
                                           int* clipped, int* unsettled)
     {
         int quiet = (rc == zc) & (ra == za);
         int dp = rc - zc, dm = ra - za;
-        double kp = (double)(dp > 0 ? dp : 0) / par[6];
-        double km = (double)(dm > 0 ? dm : 0) / par[7];
+        double kp, km;
+        dp = dp > 0 ? dp : 0;  /* 0..255: readouts are 8-bit */
+        dm = dm > 0 ? dm : 0;
+        kp = kdiv ? kdiv[dp] : (double)dp / par[6];
+        km = kdiv ? kdiv[256 + dm] : (double)dm / par[7];
         double dw = mult ? par[0] * (w_max - w) * kp - par[1] * (w - w_min) * km
                          : par[0] * w_max * kp - par[1] * w_max * km;
         double c = quiet ? *carry : *carry + dw;  /* K+ = K- = 0: +-0 leaves the carry */
@@ -538,9 +543,9 @@ cdef extern from *:
     void cysim_prefetch(const void* ptr) noexcept nogil
     double cysim_floor(double x) noexcept nogil
     double cysim_trace_exp(double x) noexcept nogil
-    int16_t cysim_stdp_step(const double* par, double w_min, double w_max, double lo, double hi,
-                            int mult, int rc, int zc, int ra, int za, double w, double* carry,
-                            int* clipped, int* unsettled) noexcept nogil
+    int16_t cysim_stdp_step(const double* par, const double* kdiv, double w_min, double w_max,
+                            double lo, double hi, int mult, int rc, int zc, int ra, int za,
+                            double w, double* carry, int* clipped, int* unsettled) noexcept nogil
     int64_t cysim_scan_weights(int64_t n, int16_t* w, const int16_t* applied,
                                uint8_t* changed) noexcept nogil
     void cysim_cadc_sample(int n_total, int n, const double* v, double* vq, const double* e_l,
@@ -679,6 +684,9 @@ cdef struct Params:
     # 1: the program's positions keep w_min, w_max, the bounds of a new weight and the row
     # of the rest (one of few distinct ones) in their NatState
     const uint8_t* nat_in_state
+    # per row of q_par, where there are few rows: k / eta_causal, then k / eta_acausal for
+    # k = 0..255 (512 doubles); NULL otherwise
+    const double* q_kdiv
     const int32_t* j_q  # j -> q, or -1 (no program owns the synapse)
     const int32_t* k_q  # k -> q, or -1
     const EntryInfo* jinfo  # j
@@ -1086,13 +1094,16 @@ cdef inline int _update(const Params* p, Trial* st, int g, const NatItem* it,
     cdef int clipped, unsettled
     cdef int quiet = it.rc == it.zc and it.ra == it.za
     cdef int16_t wi
+    cdef const double* kdiv = NULL
+    if p.q_kdiv != NULL:
+        kdiv = p.q_kdiv + 512 * ((par - p.q_par) // 8)
     if p.nat_in_state[g]:
-        wi = cysim_stdp_step(par, <double>ns.w_min, <double>ns.w_max, <double>ns.lo,
+        wi = cysim_stdp_step(par, kdiv, <double>ns.w_min, <double>ns.w_max, <double>ns.lo,
                              <double>ns.hi, p.nat_mult[g], it.rc, it.zc, it.ra, it.za,
                              <double>ns.w, &ns.carry, &clipped, &unsettled)
     else:
-        wi = cysim_stdp_step(par, par[2], par[3], par[4], par[5], p.nat_mult[g], it.rc, it.zc,
-                             it.ra, it.za, <double>ns.w, &ns.carry, &clipped, &unsettled)
+        wi = cysim_stdp_step(par, kdiv, par[2], par[3], par[4], par[5], p.nat_mult[g], it.rc,
+                             it.zc, it.ra, it.za, <double>ns.w, &ns.carry, &clipped, &unsettled)
     _write_weight(p, st, ns, it.s, wi)  # (the weight in effect equals the written one before a tick)
     if p.nat_reset[g]:
         if write_readouts and not quiet:
@@ -1986,6 +1997,9 @@ cdef class Session:
         li = typed("nat_par", np.int64); p.nat_par = &li[0]
         d = typed("q_par", np.float64); p.q_par = &d[0]
         bb = typed("nat_in_state", np.uint8); p.nat_in_state = &bb[0]
+        p.q_kdiv = NULL
+        if np.asarray(pl["q_kdiv"]).size:
+            d = typed("q_kdiv", np.float64); p.q_kdiv = &d[0]
         ii = typed("j_q", np.int32); p.j_q = &ii[0]
         ii = typed("k_q", np.int32); p.k_q = &ii[0]
         bb = typed("jinfo", np.uint8); p.jinfo = <const EntryInfo*>&bb[0]

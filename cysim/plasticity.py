@@ -190,6 +190,16 @@ def plastic_tables(config, physics, inp, tracked, sensors: bool) -> dict:
     }
 
 
+KDIV_ROWS_MAX = 64  # parameter rows up to which the engine looks up K = readout / eta
+
+
+def _quotients(q_par) -> np.ndarray:
+    """Per parameter row: ``k / eta_causal`` and ``k / eta_acausal`` for the readout
+    differences k = 0..255 (the divisions of an update, done once; flat, 512 per row)."""
+    k = np.arange(256.0)
+    return np.ascontiguousarray(k[None, None, :] / q_par[:, 6:8, None]).reshape(-1)
+
+
 def _per_position_apart(block):
     """``(block, own)``: compiled-program parameter rows whose ``w_min``, ``w_max`` (columns
     2, 3) are float32 numbers and whose bounds of a new weight (4, 5, whole) are int16 numbers
@@ -540,6 +550,7 @@ class PlasticRun:
             mult.append(program.multiplicative)
             reset.append(program.reset)
         nat0 = self._initial_state(layout, owns)
+        q_par = (rows[0] if len(rows) == 1 else np.concatenate(rows)) if rows else np.zeros((0, 8))
         return {
             **{key: value for key, value in layout.items() if key != "_q_order"},
             "nat_mult": np.array(mult, dtype=np.int32),
@@ -549,7 +560,9 @@ class PlasticRun:
             "nat0": nat0,
             "nat_settled": np.array(settled, dtype=np.uint8),
             "nat_par": np.array(par_off, dtype=np.int64),
-            "q_par": (rows[0] if len(rows) == 1 else np.concatenate(rows)) if rows else np.zeros((0, 8)),
+            "q_par": q_par,
+            # the quotients of the updates where there are few rows (one per program mostly)
+            "q_kdiv": _quotients(q_par) if 0 < q_par.shape[0] <= KDIV_ROWS_MAX else np.zeros(0),
         }
 
     def _initial_state(self, layout, owns) -> np.ndarray:
