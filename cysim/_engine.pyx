@@ -376,13 +376,13 @@ cdef extern from *:
        element by element, float64 in its order), written so that the compiler can select
        instead of branch: par = (A+, A-, -, -, -, -, K+ scale, K- scale); kdiv: NULL, or the
        quotients k / par[6] and k / par[7] for k = 0..255 (the same divisions, looked up
-       instead of waited for); w_min, w_max:
-       those of the weight dependence; lo, hi: the bounds of a new weight; rc/zc and
-       ra/za: the causal and acausal readouts and those of the empty sensors; w: the
-       weight; *carry: the fraction of a step carried (updated). Returns
-       the new weight: bounded to lo..hi, rounded, held in 0..63 (*clipped set when that
-       acted); *unsettled is set where a tick with empty sensors would still change it (a
-       carry that rounds to a step, or a weight outside the bounds). */
+       instead of waited for); w_min, w_max: those of the weight dependence; lo, hi: the
+       bounds of a new weight; rc/zc and ra/za: the causal and acausal readouts and those
+       of the empty sensors; w: the weight; *carry: the fraction of a step carried
+       (updated). Returns the new weight: bounded to lo..hi, rounded, held in 0..63
+       (*clipped set when that acted); *unsettled is set where a tick with empty sensors
+       would still change it (a carry that rounds to a step, or a weight outside the
+       bounds). */
     static inline int16_t cysim_stdp_step(const double* par, const double* kdiv, double w_min,
                                           double w_max, double lo, double hi, int mult, int rc,
                                           int zc, int ra, int za, double w, double* carry,
@@ -916,12 +916,8 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
     cdef int sensors = p.sensors
     cdef int native = p.n_native
     cdef float now
-    # sensors that cross their first readout step are listed for the compiled programs: the
-    # entry is written at the end of the list in any case and kept where it crossed (no
-    # branch on the crossing, which is as likely as not)
     cdef int32_t* fbuf = st.found_buf
     cdef int64_t fn = st.found_n
-    cdef int64_t fcap = p.found_cap
     for k in range(p.key_ptr[key], p.key_ptr[key + 1]):
         a = amp[k]
         if any_stp:
@@ -943,10 +939,7 @@ cdef inline void _deliver_plastic(const Params* p, Trial* st, double* dst, int32
                 now = <float>(x if x < sat else sat)
                 acc[k] = now
                 if native:
-                    fbuf[fn] = <int32_t>(k << 1)
-                    fn += (now >= thr[k]) & (old < thr[k])
-                    if fn >= fcap:
-                        fn = _found_overflow(p, st)
+                    fn = _crossing(p, st, fbuf, fn, <int32_t>(k << 1), old, now, thr[k])
     st.found_n = fn
     if p.sensors:
         st.key_last[key] = t
@@ -967,13 +960,20 @@ cdef inline void _touch(const int64_t* ptr, const int32_t* cons, int32_t x, uint
             lists[g].push_back(x | (entry & 0x40000000))
 
 
-cdef int64_t _found_overflow(const Params* p, Trial* st) noexcept nogil:
-    """The list of sensors that crossed is full (programs that rarely tick): empty it and
-    let the next ticks of the compiled programs scan every sensor; returns its new length."""
+cdef inline int64_t _crossing(const Params* p, Trial* st, int32_t* found, int64_t n,
+                              int32_t entry, float old, float now, float thr) noexcept nogil:
+    """A sensor (``entry``: j or k << 1 | causal) went from ``old`` to ``now``: listed for the
+    compiled programs' next tick where that crossed its first readout step ``thr``; returns
+    the new length ``n`` of the list ``found``. The entry is written in any case and kept
+    where it crossed: no branch on the crossing, which is as likely as not."""
     cdef int g
-    for g in range(p.n_native):
-        st.nat_full[g] = 2
-    return 0
+    found[n] = entry
+    n += (now >= thr) & (old < thr)
+    if n >= p.found_cap:  # programs that rarely tick: their next ticks scan every sensor
+        for g in range(p.n_native):
+            st.nat_full[g] = 2
+        n = 0
+    return n
 
 
 cdef inline void _post_spike(const Params* p, Trial* st, int i, double ts) noexcept nogil:
@@ -1003,11 +1003,8 @@ cdef inline void _post_spike(const Params* p, Trial* st, int i, double ts) noexc
             x = old + p.eta_c[j] * cysim_trace_exp(arg)
             now = <float>(x if x < p.corr_sat else p.corr_sat)
             st.acc_c[j] = now
-            if p.n_native:  # (as in _deliver_plastic)
-                fbuf[fn] = (j << 1) | 1
-                fn += (now >= p.thr_c[j]) & (old < p.thr_c[j])
-                if fn >= p.found_cap:
-                    fn = _found_overflow(p, st)
+            if p.n_native:
+                fn = _crossing(p, st, fbuf, fn, (j << 1) | 1, old, now, p.thr_c[j])
             a += 1
         elif st.acc_c[j] != 0.0 and p.j_q[j] >= 0:
             a += 1
@@ -1054,20 +1051,6 @@ cdef inline uint8_t _read_causal(const Params* p, const Trial* st, int32_t s) no
 cdef inline uint8_t _read_acausal(const Params* p, const Trial* st, int32_t s) noexcept nogil:
     cdef int64_t k = p.syn_entry[s]
     return p.zero_a[s] if k < 0 else _readout(st.acc_a[k] + p.offh_a[k])
-
-
-cdef inline int16_t _bounded_weight(double y, double lo, double hi, int* clipped) noexcept nogil:
-    """``y`` (weight plus its whole step) bounded to ``lo..hi``, rounded and held in the 6-bit
-    range 0..63 (``clipped[0]`` set to 1 when that last clip acted)."""
-    y = lo if y < lo else y
-    y = hi if y > hi else y
-    y = cysim_floor(y + 0.5)
-    y = -32768.0 if y < -32768.0 else (32767.0 if y > 32767.0 else y)
-    cdef int16_t wi = <int16_t>y
-    if wi < 0 or wi > 63:
-        clipped[0] = 1
-        wi = 0 if wi < 0 else 63
-    return wi
 
 
 cdef inline void _write_weight(const Params* p, Trial* st, NatState* ns, int32_t s, int16_t wi) noexcept nogil:
@@ -1118,19 +1101,18 @@ cdef inline int _update(const Params* p, Trial* st, int g, const NatItem* it,
 
 cdef int64_t _settle(const Params* p, Trial* st, int g) noexcept nogil:
     """The positions of program ``g`` not listed at this tick: empty sensors (K = 0), so
-    only the carry and the bounds act (as in :func:`_update`); returns the number of
-    weights clipped to 0..63."""
+    only the carry and the bounds act (the update of :func:`_update` with empty readouts);
+    returns the number of weights clipped to 0..63."""
     cdef int64_t q0 = p.nat_off[g]
     cdef int64_t q1 = p.nat_off[g + 1]
     cdef int uniform = p.nat_uniform[g]
     cdef int in_state = p.nat_in_state[g]
     cdef const double* par = p.q_par + 8 * p.nat_par[g]
     cdef int64_t q
-    cdef int32_t s
     cdef NatState* ns
-    cdef double c, step, y, lo, hi
+    cdef double w, w_min, w_max, lo, hi
     cdef int16_t wi
-    cdef int one
+    cdef int one, unsettled
     cdef int64_t clipped = 0
     cdef uint32_t stamp = st.stamp
     for q in range(q0, q1):
@@ -1138,29 +1120,20 @@ cdef int64_t _settle(const Params* p, Trial* st, int g) noexcept nogil:
         if ns.mark == stamp:
             continue
         if in_state:
-            lo = <double>ns.lo
-            hi = <double>ns.hi
+            par = p.q_par + 8 * (p.nat_par[g] + ns.row)
+            w_min, w_max, lo, hi = ns.w_min, ns.w_max, ns.lo, ns.hi
         else:
             if not uniform:
                 par = p.q_par + 8 * (p.nat_par[g] + q - q0)
-            lo = par[4]
-            hi = par[5]
-        c = ns.carry
-        step = cysim_floor(c + 0.5)
-        y = <double>ns.w
-        if step == 0.0 and lo <= y <= hi:
+            w_min, w_max, lo, hi = par[2], par[3], par[4], par[5]
+        w = <double>ns.w
+        if cysim_floor(ns.carry + 0.5) == 0.0 and lo <= w <= hi:
             continue  # nothing changes (carry - 0 is the carry)
-        c = c - step
-        ns.carry = c
-        one = 0
-        wi = _bounded_weight(y + step, lo, hi, &one)
+        wi = cysim_stdp_step(par, NULL, w_min, w_max, lo, hi, p.nat_mult[g], 0, 0, 0, 0, w,
+                             &ns.carry, &one, &unsettled)
         clipped += one
-        s = p.q_syn[q]
-        _write_weight(p, st, ns, s, wi)
-        y = <double>wi
-        y = lo if y < lo else y
-        y = hi if y > hi else y
-        if cysim_floor(c + 0.5) != 0.0 or y != <double>wi:
+        _write_weight(p, st, ns, p.q_syn[q], wi)
+        if unsettled:
             st.keep[g].push_back(<int32_t>q)
     return clipped
 

@@ -240,6 +240,19 @@ def _per_position_apart(block):
     return out, own
 
 
+def _initial_state(w0, own) -> np.ndarray:
+    """A compiled program's state per position at the start of a run (``NAT_STATE``): the
+    configured weights ``w0`` and, where it keeps them there (``own``, see
+    :func:`_per_position_apart`), its per-position parameters; no carry."""
+    state = np.zeros(w0.size, dtype=NAT_STATE)
+    state["w"] = w0
+    if own is not None:
+        state["w_min"], state["w_max"] = own["wdep"][:, 0], own["wdep"][:, 1]
+        state["lo"], state["hi"] = own["bounds"][:, 0], own["bounds"][:, 1]
+        state["row"] = own["row"]
+    return state
+
+
 def _key_live_us(key_ptr, inv_tau_k) -> np.ndarray:
     """Per routing key: a time within which a new arrival finds all of the key's synapses
     still among the live causal entries of their circuits (the engine drops an entry whose
@@ -512,7 +525,7 @@ class PlasticRun:
     def _native_tables(self) -> dict:
         layout = native_layout(self.tables, self._positions if self.native else [])
         rows, mult, reset, uniform, settled, par_off = [], [], [], [], [], [0]
-        owns = []  # per program: its per-position parameters the engine keeps in the state
+        in_state, states = [], []  # per program: parameters kept per position; initial state
         # parameter rows per program, kept with the tables (the configuration's revision):
         # a program's parameters are fixed when it is made
         blocks = self.tables.setdefault("_native_params", {})
@@ -520,7 +533,7 @@ class PlasticRun:
             program = self.programs[k]
             cached = blocks.get(id(program))
             if cached is not None and cached[0] is program:
-                block, inside, own = cached[1:]
+                block, inside, kept, state = cached[1:]
             else:
                 coords = (
                     self.synapses
@@ -539,24 +552,27 @@ class PlasticRun:
                 if not np.all(block[:, 4:6] == np.floor(block[:, 4:6])):  # (the engine relies on it)
                     raise RuntimeError("internal: the bounds of a new weight are not whole numbers")
                 block, own = _per_position_apart(block)
+                state = _initial_state(w0, own)
+                kept = own is not None  # parameters kept per position
                 if len(blocks) >= 8:
                     blocks.clear()
-                blocks[id(program)] = (program, block, inside, own)
+                blocks[id(program)] = (program, block, inside, kept, state)
             rows.append(block)
             par_off.append(par_off[-1] + block.shape[0])
             uniform.append(block.shape[0] == 1)
-            owns.append(own)
+            in_state.append(kept)
+            states.append(state)
             settled.append(inside)
             mult.append(program.multiplicative)
             reset.append(program.reset)
-        nat0 = self._initial_state(layout, owns)
+        nat0 = (states[0] if len(states) == 1 else np.concatenate(states)) if states else np.zeros(0, NAT_STATE)
         q_par = (rows[0] if len(rows) == 1 else np.concatenate(rows)) if rows else np.zeros((0, 8))
         return {
             **{key: value for key, value in layout.items() if key != "_q_order"},
             "nat_mult": np.array(mult, dtype=np.int32),
             "nat_reset": np.array(reset, dtype=np.uint8),
             "nat_uniform": np.array(uniform, dtype=np.uint8),
-            "nat_in_state": np.array([own is not None for own in owns], dtype=np.uint8),
+            "nat_in_state": np.array(in_state, dtype=np.uint8),
             "nat0": nat0,
             "nat_settled": np.array(settled, dtype=np.uint8),
             "nat_par": np.array(par_off, dtype=np.int64),
@@ -564,30 +580,6 @@ class PlasticRun:
             # the quotients of the updates where there are few rows (one per program mostly)
             "q_kdiv": _quotients(q_par) if 0 < q_par.shape[0] <= KDIV_ROWS_MAX else np.zeros(0),
         }
-
-    def _initial_state(self, layout, owns) -> np.ndarray:
-        """The compiled programs' state per position at the start of a run (``NAT_STATE``):
-        the configured weights and, where a program keeps them there, its per-position
-        parameters; no carry. Kept with the tables for these programs."""
-        programs = tuple(self.programs[k] for k in self.native)
-        cache = self.tables.setdefault("_native_state", {})
-        key = tuple(id(program) for program in programs)
-        hit = cache.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], programs, strict=True)):
-            return hit[1]
-        off = layout["nat_off"]
-        state = np.zeros(int(off[-1]), dtype=NAT_STATE)
-        state["w"] = self.tables["weights"][layout["q_syn"]]
-        for g, own in enumerate(owns):
-            if own is not None:
-                part = state[off[g] : off[g + 1]]
-                part["w_min"], part["w_max"] = own["wdep"][:, 0], own["wdep"][:, 1]
-                part["lo"], part["hi"] = own["bounds"][:, 0], own["bounds"][:, 1]
-                part["row"] = own["row"]
-        if len(cache) >= 8:
-            cache.clear()
-        cache[key] = (programs, state)
-        return state
 
     # --- access for the context ----------------------------------------------------------
     def weights_for_kernel(self, trial=None):
